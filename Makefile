@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Everything else here is what they are made of.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# pyenv picks the version in .python-version inside the checkout.
+PYTHON ?= python3
+
+.PHONY: run test test-sqlite test-postgres lint bench install migrate clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (found " + sys.version.split()[0] + "); see .python-version")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --no-input
+
+## Serve the site on the embedded SQLite database at http://127.0.0.1:8000/
+run: migrate
+	@echo
+	@echo "  EntroQ on http://127.0.0.1:8000/  (SQLite database: db.sqlite3)"
+	@echo "  First account: $(PY) manage.py createsuperuser"
+	@echo
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## Every test on SQLite and on a throwaway PostgreSQL cluster, then the linters.
+test: test-sqlite test-postgres lint
+
+test-sqlite: install
+	@mkdir -p var
+	env -u DATABASE_URL $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
+
+test-postgres: install
+	$(PY) scripts/pgcluster.py --fast -- $(PY) -m pytest -m "not sqlite" $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+## The task lifecycle against raw SQL, on a PostgreSQL cluster it starts.
+bench: install
+	$(PY) bench/lifecycle.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

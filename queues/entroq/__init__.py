@@ -1,0 +1,85 @@
+"""EntroQ's client API: ``from queues import entroq``.
+
+Importing this module needs no Django settings; only ``DjangoBackend`` (and
+``EntroQ()`` without a backend, which uses it) needs the ``queues`` app configured.
+"""
+
+from .backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .client import EntroQ
+from .errors import (
+    ClaimTimeout,
+    DependencyError,
+    ErrorTaskValue,
+    MoveTaskError,
+    RetryTaskError,
+    default_err_qmap,
+)
+from .memory import MemoryBackend
+from .modify import (
+    Modification,
+    ModifyArg,
+    TaskChange,
+    changing,
+    deleting,
+    depending_on,
+    inserting,
+    inserting_into,
+    new_modification,
+    with_modification,
+)
+from .tasks import (
+    DEFAULT_MAX_VALUE_BYTES,
+    MAX_QUEUE_LENGTH,
+    QueueStat,
+    Task,
+    TaskData,
+    TaskID,
+)
+
+DEFAULT_CLAIM_DURATION = 30.0
+DEFAULT_CLAIM_POLL_TIME = 30.0
+
+
+def __getattr__(name: str) -> object:
+    # DjangoBackend imports django.db, which is cheap but not free; load it on first use.
+    if name == "DjangoBackend":
+        from .django_backend import DjangoBackend
+
+        return DjangoBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_CLAIM_DURATION",
+    "DEFAULT_CLAIM_POLL_TIME",
+    "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_QUEUE_LENGTH",
+    "Backend",
+    "ClaimQuery",
+    "ClaimTimeout",
+    "DependencyError",
+    "DjangoBackend",
+    "EntroQ",
+    "ErrorTaskValue",
+    "MemoryBackend",
+    "Modification",
+    "ModifyArg",
+    "MoveTaskError",
+    "Notifier",
+    "QueueStat",
+    "QueuesQuery",
+    "RetryTaskError",
+    "Task",
+    "TaskChange",
+    "TaskData",
+    "TaskID",
+    "TasksQuery",
+    "changing",
+    "default_err_qmap",
+    "deleting",
+    "depending_on",
+    "inserting",
+    "inserting_into",
+    "new_modification",
+    "with_modification",
+]

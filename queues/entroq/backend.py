@@ -1,0 +1,189 @@
+"""The ``Backend`` interface that stores tasks, and what backends share.
+
+A backend implements the storage half of EntroQ (the seed's ``Backend``): claims,
+all-or-nothing modifications, listings and the clock. ``EntroQ`` adds everything a
+client needs on top. To write a backend, subclass :class:`Backend` and implement the
+abstract methods; override :meth:`Backend.subscribe` and
+:meth:`Backend.seconds_until_arrival` to make blocking claims wake promptly instead of
+polling. The shared test suite in ``tests/entroq/test_backends.py`` states the semantics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import ClaimTimeout
+from .modify import Modification
+from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimQuery:
+    """A claim of one task from any of ``queues`` for ``duration`` seconds."""
+
+    queues: tuple[str, ...]
+    claimant: uuid.UUID
+    duration: float = 30.0
+    poll_time: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TasksQuery:
+    """A listing of tasks.
+
+    ``queue`` may be empty only when ``ids`` are given. ``claimant`` limits the result
+    to tasks it holds or whose claim has expired. ``limit <= 0`` means no limit.
+    """
+
+    queue: str = ""
+    claimant: uuid.UUID | None = None
+    limit: int = 0
+    ids: tuple[uuid.UUID, ...] = ()
+    omit_values: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueuesQuery:
+    """A selection of queues: any prefix or exact match (all queues when both are empty)."""
+
+    match_prefix: tuple[str, ...] = ()
+    match_exact: tuple[str, ...] = ()
+    limit: int = 0
+
+    def matches(self, queue: str) -> bool:
+        if not (self.match_prefix or self.match_exact):
+            return True
+        return queue in self.match_exact or any(queue.startswith(p) for p in self.match_prefix)
+
+
+class Notifier:
+    """In-process wake-ups keyed by queue name.
+
+    A blocking claim subscribes to its queues *before* it tries to claim, so a
+    notification that arrives between an empty try and the wait is never lost.
+    Every subscriber of a queue is woken: the claim that loses the race goes back
+    to waiting, which is cheaper than a wake-up that goes missing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = {}
+
+    @contextlib.contextmanager
+    def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:
+        event = threading.Event()
+        keys = set(queues)
+        with self._lock:
+            for key in keys:
+                self._waiters.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                for key in keys:
+                    waiters = self._waiters.get(key)
+                    if waiters is not None:
+                        waiters.discard(event)
+                        if not waiters:
+                            del self._waiters[key]
+
+    def notify(self, queues: Iterable[str]) -> None:
+        with self._lock:
+            events = [e for q in queues for e in self._waiters.get(q, ())]
+        for event in events:
+            event.set()
+
+    def notify_all(self) -> None:
+        with self._lock:
+            events = [e for waiters in self._waiters.values() for e in waiters]
+        for event in events:
+            event.set()
+
+
+class Backend(ABC):
+    """Where tasks live. Every method may be called from several threads at once."""
+
+    #: The largest value, in bytes, this backend stores.
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+
+    @abstractmethod
+    def try_claim(self, query: ClaimQuery) -> Task | None:
+        """Claim an available task from one of the queues, or return ``None`` at once."""
+
+    @abstractmethod
+    def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
+        """Apply ``mod`` all or nothing and return the inserted and changed tasks.
+
+        Raise ``DependencyError`` listing every problem when it cannot proceed, and
+        ``ValueError`` (before touching anything) when it is malformed.
+        """
+
+    @abstractmethod
+    def tasks(self, query: TasksQuery) -> list[Task]:
+        """Return tasks of a queue ordered by ``at`` then ``id``, or by ``query.ids``."""
+
+    @abstractmethod
+    def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
+        """Return the stats of the matching non-empty queues, in name order."""
+
+    @abstractmethod
+    def time(self) -> datetime:
+        """Return the backend's clock, in UTC."""
+
+    def queues(self, query: QueuesQuery) -> dict[str, int]:
+        """Return the sizes of the matching non-empty queues."""
+        return {name: stat.size for name, stat in self.queue_stats(query).items()}
+
+    def claim(self, query: ClaimQuery, timeout: float | None = None) -> Task:
+        """Block until a task is claimed; raise ``ClaimTimeout`` after ``timeout`` seconds.
+
+        Tries again when a subscribed queue is notified, when the earliest task of the
+        queues is due, and every ``query.poll_time`` seconds at the latest.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.subscribe(query.queues) as woken:
+            while True:
+                woken.clear()
+                task = self.try_claim(query)
+                if task is not None:
+                    return task
+                wait = query.poll_time
+                arrival = self.seconds_until_arrival(query.queues)
+                if arrival is not None:
+                    # A task that is due but was not won (another claimant got there
+                    # first, or it is locked) is worth another try soon, not at once.
+                    wait = min(wait, max(arrival, 0.01))
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
+                    wait = min(wait, remaining)
+                woken.wait(wait)
+
+    @contextlib.contextmanager
+    def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:
+        """Yield an event that is set when a task may have become available in ``queues``.
+
+        The default never sets it, so blocking claims poll.
+        """
+        yield threading.Event()
+
+    def seconds_until_arrival(self, queues: Iterable[str]) -> float | None:
+        """Return how long until the earliest task of ``queues`` arrives, if known.
+
+        Claimed tasks count: their ``at`` is when the claim expires.
+        """
+        return None
+
+    def release_thread(self) -> None:
+        """Release what the calling thread holds (such as a database connection)."""
+
+    def close(self) -> None:
+        """Release the backend's resources."""

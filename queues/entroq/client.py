@@ -1,0 +1,286 @@
+"""``EntroQ``, the client: claims, modifications, listings and lease renewal over a backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .backend import Backend, ClaimQuery, QueuesQuery, TasksQuery
+from .errors import DependencyError
+from .modify import ModifyArg, changing, new_modification
+from .tasks import Duration, QueueStat, Task, as_uuid, check_queue, seconds
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _names(match: str | Iterable[str], label: str) -> tuple[str, ...]:
+    if isinstance(match, str):
+        return (match,)
+    names = tuple(match)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{label} takes strings, not {type(name).__name__}")
+    return names
+
+
+def _queues_query(
+    match_prefix: str | Iterable[str], match_exact: str | Iterable[str], limit: int
+) -> QueuesQuery:
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    return QueuesQuery(
+        match_prefix=_names(match_prefix, "match_prefix"),
+        match_exact=_names(match_exact, "match_exact"),
+        limit=limit,
+    )
+
+
+class EntroQ:
+    """A task queue client: one claimant ID over one backend.
+
+    ``EntroQ()`` uses the project's database through ``DjangoBackend``.
+    """
+
+    def __init__(self, backend: Backend | None = None, *, claimant_id: uuid.UUID | None = None):
+        if backend is None:
+            from .django_backend import DjangoBackend
+
+            backend = DjangoBackend()
+        self.backend = backend
+        self._id = uuid.uuid4() if claimant_id is None else as_uuid(claimant_id, "claimant_id")
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The default claimant ID of this client."""
+        return self._id
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> EntroQ:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<EntroQ {self._id} on {type(self.backend).__name__}>"
+
+    # Claims.
+
+    def _claim_query(
+        self, queues: Sequence[str], duration: Duration, poll_time: Duration,
+        claimant: uuid.UUID | None,
+    ) -> ClaimQuery:
+        if not queues:
+            raise ValueError("claim needs at least one queue")
+        for queue in queues:
+            check_queue(queue)
+        return ClaimQuery(
+            queues=tuple(dict.fromkeys(queues)),
+            claimant=self._id if claimant is None else as_uuid(claimant, "claimant"),
+            duration=seconds(duration, "duration"),
+            poll_time=seconds(poll_time, "poll_time"),
+        )
+
+    def try_claim(
+        self, *queues: str, duration: Duration = 30, claimant: uuid.UUID | None = None
+    ) -> Task | None:
+        """Claim a task from one of ``queues`` for ``duration``, or return ``None`` at once."""
+        return self.backend.try_claim(self._claim_query(queues, duration, 30, claimant))
+
+    def claim(
+        self,
+        *queues: str,
+        duration: Duration = 30,
+        poll_time: Duration = 30,
+        timeout: Duration | None = None,
+        claimant: uuid.UUID | None = None,
+    ) -> Task:
+        """Claim a task, waiting for one; raise ``ClaimTimeout`` once ``timeout`` passes."""
+        query = self._claim_query(queues, duration, poll_time, claimant)
+        if query.poll_time <= 0:
+            raise ValueError("poll_time must be positive")
+        wait = None if timeout is None else seconds(timeout, "timeout")
+        return self.backend.claim(query, timeout=wait)
+
+    # Modifications.
+
+    def modify(
+        self, *args: ModifyArg, claimant: uuid.UUID | None = None
+    ) -> tuple[list[Task], list[Task]]:
+        """Apply all ``args`` or none; return the inserted and changed tasks in request order.
+
+        Raise ``DependencyError`` with every problem. Inserts marked ``skip_colliding``
+        whose IDs exist already are dropped when they are the only problem.
+        """
+        who = self._id if claimant is None else as_uuid(claimant, "claimant")
+        mod = new_modification(who, *args)
+        mod.check(self.backend.max_value_bytes)
+        while True:
+            try:
+                return self.backend.modify(mod)
+            except DependencyError as error:
+                skippable = {d.id for d in mod.inserts if d.skip_colliding}
+                colliding = {i.id for i in error.inserts}
+                only_collisions = not (error.has_missing() or error.has_claims())
+                if not (only_collisions and colliding and colliding <= skippable):
+                    raise
+                mod = mod.without_inserts(colliding)
+
+    # Listings.
+
+    def tasks(
+        self,
+        queue: str = "",
+        *,
+        claimant: uuid.UUID | None = None,
+        limit: int = 0,
+        ids: Iterable[uuid.UUID] = (),
+        omit_values: bool = False,
+    ) -> list[Task]:
+        """Return the tasks of ``queue`` (or the tasks ``ids``, in that order)."""
+        wanted = tuple(as_uuid(i) for i in ids)
+        if queue:
+            check_queue(queue)
+        elif not wanted:
+            raise ValueError("tasks needs a queue, or ids to look up across queues")
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        return self.backend.tasks(
+            TasksQuery(
+                queue=queue,
+                claimant=None if claimant is None else as_uuid(claimant, "claimant"),
+                limit=limit,
+                ids=wanted,
+                omit_values=omit_values,
+            )
+        )
+
+    def queues(
+        self,
+        *,
+        match_prefix: str | Iterable[str] = (),
+        match_exact: str | Iterable[str] = (),
+        limit: int = 0,
+    ) -> dict[str, int]:
+        """Return the size of each matching queue."""
+        return self.backend.queues(_queues_query(match_prefix, match_exact, limit))
+
+    def queue_stats(
+        self,
+        *,
+        match_prefix: str | Iterable[str] = (),
+        match_exact: str | Iterable[str] = (),
+        limit: int = 0,
+    ) -> dict[str, QueueStat]:
+        """Return the stats of each matching queue."""
+        return self.backend.queue_stats(_queues_query(match_prefix, match_exact, limit))
+
+    def queues_empty(
+        self, *, match_prefix: str | Iterable[str] = (), match_exact: str | Iterable[str] = ()
+    ) -> bool:
+        """Return whether every matching queue is empty; a match is required."""
+        query = _queues_query(match_prefix, match_exact, 0)
+        if not (query.match_prefix or query.match_exact):
+            raise ValueError("queues_empty needs match_prefix or match_exact")
+        return not self.backend.queues(query)
+
+    def wait_queues_empty(
+        self,
+        *,
+        timeout: Duration | None = None,
+        poll: Duration = 2,
+        match_prefix: str | Iterable[str] = (),
+        match_exact: str | Iterable[str] = (),
+    ) -> None:
+        """Block until every matching queue is empty; ``TimeoutError`` after ``timeout``."""
+        interval = seconds(poll, "poll")
+        deadline = None if timeout is None else time.monotonic() + seconds(timeout, "timeout")
+        while not self.queues_empty(match_prefix=match_prefix, match_exact=match_exact):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"queues not empty after {timeout} s")
+            left = interval if deadline is None else min(interval, deadline - time.monotonic())
+            time.sleep(max(left, 0))
+
+    def time(self) -> datetime:
+        """Return the backend's clock."""
+        return self.backend.time()
+
+    # Leases.
+
+    def renew_for(self, task: Task, duration: Duration) -> Task:
+        """Extend the claim on ``task`` to ``duration`` from now; return the renewed task."""
+        return self.renew_all_for([task], duration)[0]
+
+    def renew_all_for(self, tasks: Sequence[Task], duration: Duration) -> list[Task]:
+        """Extend the claims on all ``tasks`` in one modification."""
+        if not tasks:
+            return []
+        lease = seconds(duration, "duration")
+        _, changed = self.modify(*(changing(t, arrival_in=lease) for t in tasks))
+        return changed
+
+    def do_with_renew(self, task: Task, lease: Duration, fn: Callable[[], Any]) -> Task:
+        """Run ``fn()`` while renewing ``task`` every ``lease / 2``; return the final task."""
+        return self.do_with_renew_all([task], lease, fn)[0]
+
+    def do_with_renew_all(
+        self, tasks: Sequence[Task], lease: Duration, fn: Callable[[], Any]
+    ) -> list[Task]:
+        """Run ``fn()`` in this thread while a background thread renews ``tasks``.
+
+        Returns the tasks at their final versions, to use in the modification that
+        finishes the work. A failed renewal (the lease was lost) is raised here once
+        ``fn`` returns; an exception from ``fn`` wins over it.
+        """
+        period = seconds(lease, "lease")
+        if period <= 0:
+            raise ValueError("lease must be positive")
+        renewer = _Renewer(self, list(tasks), period)
+        renewer.start()
+        try:
+            fn()
+        except BaseException:
+            renewer.stop(raise_error=False)
+            raise
+        return renewer.stop()
+
+
+class _Renewer(threading.Thread):
+    """Renews a set of leases every ``lease / 2`` until stopped."""
+
+    def __init__(self, client: EntroQ, tasks: list[Task], lease: float) -> None:
+        super().__init__(name="entroq-renew", daemon=True)
+        self.client = client
+        self.tasks = tasks
+        self.lease = lease
+        self.error: BaseException | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.lease / 2):
+                self.tasks = self.client.renew_all_for(self.tasks, self.lease)
+        except BaseException as exc:  # reported to the caller by stop()
+            self.error = exc
+        finally:
+            self.client.backend.release_thread()
+
+    def stop(self, *, raise_error: bool = True) -> list[Task]:
+        self._stop_event.set()
+        self.join()
+        if self.error is not None and raise_error:
+            raise self.error
+        return self.tasks

@@ -1,0 +1,582 @@
+"""``DjangoBackend``: tasks in the project's database (PostgreSQL or SQLite).
+
+The hot paths (claim, delete) are single lean SQL statements sent through Django's
+cursor; the ORM model in ``queues.models`` owns the schema and serves the dashboard.
+Every comparison with "now" uses the database's clock: ``now()`` on PostgreSQL, and
+on SQLite, which runs inside this process, the host's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .modify import Modification, TaskChange
+from .tasks import QueueStat, Task, utcnow
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TASK_TABLE = "entroq_task"
+COLUMNS = "id, queue, version, at, claimant, claims, value, created, modified, attempt, err"
+COLUMNS_NO_VALUE = COLUMNS.replace("value", "NULL")
+# Claims pick at random among this many of the oldest available tasks of a queue.
+CLAIM_CANDIDATES = 16
+# Rows per statement when a modification touches many tasks (SQLite allows 32,766
+# parameters per statement; an insert row takes 11).
+CHUNK = 500
+# Serialization failures, deadlocks, and a concurrent insert of the same explicit ID
+# (the retry then reports the collision properly).
+RETRY_SQLSTATES = {"40001", "40P01", "23505"}
+RETRIES = 8
+NOTIFY_CHANNEL = "entroq"
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Dialect:
+    """What differs between databases: the clock, and how values travel."""
+
+    vendor = ""
+    now = ""  # SQL for the database clock
+    lock = ""  # row-lock clause for the rows a modification checks
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+
+    def params(self) -> dict[str, Any]:
+        """Return the parameters every statement may use."""
+        return {}
+
+    def uuid(self, value: uuid.UUID | None) -> Any:
+        return value
+
+    def time(self, value: datetime | None) -> Any:
+        return value
+
+    def read_uuid(self, value: Any) -> uuid.UUID:
+        assert isinstance(value, uuid.UUID)
+        return value
+
+    def read_time(self, value: Any) -> datetime:
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+    def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        keys = [f"{name}{i}" for i in range(len(values))]
+        sql = f"{column} IN ({', '.join(f'%({k})s' for k in keys)})"
+        return sql, dict(zip(keys, values, strict=True))
+
+    def row_to_task(self, row: Sequence[Any]) -> Task:
+        return Task(
+            id=self.read_uuid(row[0]),
+            queue=row[1],
+            version=row[2],
+            at=self.read_time(row[3]),
+            claimant=None if row[4] is None else self.read_uuid(row[4]),
+            claims=row[5],
+            value=b"" if row[6] is None else bytes(row[6]),
+            created=self.read_time(row[7]),
+            modified=self.read_time(row[8]),
+            attempt=row[9],
+            err=row[10],
+        )
+
+
+class _Postgres(_Dialect):
+    vendor = "postgresql"
+    now = "now()"
+    lock = "FOR UPDATE"
+
+    def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        return f"{column} = ANY(%({name})s)", {name: list(values)}
+
+
+class _SQLite(_Dialect):
+    """SQLite keeps UUIDs as hex and times as UTC text, as Django's fields do.
+
+    Times are always written with six fractional digits so that text order is time order.
+    """
+
+    vendor = "sqlite"
+    now = "%(now)s"
+
+    def params(self) -> dict[str, Any]:
+        return {"now": self.time(utcnow())}
+
+    def uuid(self, value: uuid.UUID | None) -> Any:
+        return None if value is None else value.hex
+
+    def time(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def read_uuid(self, value: Any) -> uuid.UUID:
+        return uuid.UUID(hex=value)
+
+    def read_time(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class _PgListener:
+    """One ``LISTEN`` connection per process and database, feeding a ``Notifier``.
+
+    When the connection drops, every waiter is woken (it may have missed a
+    notification) and falls back to polling until the listener reconnects.
+    """
+
+    def __init__(self, connection: BaseDatabaseWrapper, notifier: Notifier) -> None:
+        params = dict(connection.get_connection_params())
+        for key in ("cursor_factory", "context", "prepare_threshold", "client_encoding"):
+            params.pop(key, None)
+        self.params = params
+        self.notifier = notifier
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="entroq-listen", daemon=True)
+        self.thread.start()
+        # A claim subscribes before its first try; wait (briefly) until we listen so
+        # that no insert between that try and the LISTEN goes unnoticed.
+        self.ready.wait(5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.1
+        while True:
+            try:
+                with psycopg.connect(**self.params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.ready.set()
+                    self.notifier.notify_all()
+                    backoff = 0.1
+                    for note in conn.notifies():
+                        self.notifier.notify((note.payload,))
+            except Exception as exc:
+                logger.warning("entroq: LISTEN connection lost (%s); polling meanwhile", exc)
+            self.ready.clear()
+            self.notifier.notify_all()
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+_shared_lock = threading.Lock()
+_notifiers: dict[tuple[str, int], Notifier] = {}
+_listeners: dict[tuple[str, int], _PgListener] = {}
+
+
+class DjangoBackend(Backend):
+    """Tasks in the Django database ``using`` (an alias of ``settings.DATABASES``).
+
+    Needs the ``queues`` app installed and migrated. On SQLite the database must be
+    configured with ``"transaction_mode": "IMMEDIATE"`` (and should use WAL and a busy
+    timeout; see ``entroq_site/settings.py``) so that concurrent workers are correct.
+    """
+
+    def __init__(self, using: str = "default", *, max_value_bytes: int | None = None) -> None:
+        from queues import conf
+
+        self.using = using
+        self.max_value_bytes = (
+            int(conf.get("MAX_VALUE_BYTES")) if max_value_bytes is None else max_value_bytes
+        )
+        self._dialect: _Dialect | None = None
+
+    @property
+    def dialect(self) -> _Dialect:
+        if self._dialect is None:
+            connection = connections[self.using]
+            if connection.vendor == "postgresql":
+                self._dialect = _Postgres(connection)
+            elif connection.vendor == "sqlite":
+                mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
+                if str(mode).upper() != "IMMEDIATE":
+                    from django.core.exceptions import ImproperlyConfigured
+
+                    raise ImproperlyConfigured(
+                        f"EntroQ on SQLite needs DATABASES[{self.using!r}]['OPTIONS']"
+                        "['transaction_mode'] = 'IMMEDIATE' so that concurrent claims and "
+                        "modifications take the write lock up front"
+                    )
+                self._dialect = _SQLite(connection)
+            else:
+                raise NotImplementedError(
+                    f"EntroQ supports PostgreSQL and SQLite, not {connection.vendor}"
+                )
+        return self._dialect
+
+    @property
+    def _key(self) -> tuple[str, int]:
+        import os
+
+        return (self.using, os.getpid())
+
+    @property
+    def notifier(self) -> Notifier:
+        with _shared_lock:
+            return _notifiers.setdefault(self._key, Notifier())
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def _retrying(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``, again after a serialization failure, deadlock or busy lock.
+
+        Inside the caller's transaction nothing is retried: the failure aborted their
+        transaction, which only they can start again.
+        """
+        if connections[self.using].in_atomic_block:
+            return operation()
+        for attempt in range(RETRIES):
+            try:
+                return operation()
+            except DatabaseError as exc:
+                if attempt == RETRIES - 1 or not self._is_transient(exc):
+                    raise
+                logger.debug("entroq: retrying after %s", exc)
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _is_transient(self, exc: DatabaseError) -> bool:
+        cause = exc.__cause__
+        if getattr(cause, "sqlstate", None) in RETRY_SQLSTATES:
+            return True
+        return self.dialect.vendor == "sqlite" and "locked" in str(exc)
+
+    # The clock.
+
+    def time(self) -> datetime:
+        if self.dialect.vendor == "sqlite":
+            return utcnow()
+        return self.dialect.read_time(self._execute("SELECT now()", {})[0][0])
+
+    # Claims.
+
+    def try_claim(self, query: ClaimQuery) -> Task | None:
+        claim = self._claim_postgres if self.dialect.vendor == "postgresql" else self._claim_sqlite
+        # Under heavy contention every candidate may be taken by concurrent claims;
+        # if tasks are still available, try again rather than report an empty queue.
+        for _ in range(3):
+            task = self._retrying(lambda: claim(query))
+            if task is not None:
+                return task
+            arrival = self.seconds_until_arrival(query.queues)
+            if arrival is None or arrival > 0:
+                return None
+        return None
+
+    def _claim_postgres(self, query: ClaimQuery) -> Task | None:
+        # One statement: lock one of the oldest available tasks of a random queue that
+        # has any, skipping rows other claims hold, and claim it. Rows locked by a
+        # concurrent claim that commits first are re-checked and dropped (their ``at``
+        # moved to the future).
+        sql = f"""
+            WITH q AS (
+                SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
+            ), candidates AS MATERIALIZED (
+                SELECT c.id, q.queue_rank, random() AS task_rank
+                FROM q CROSS JOIN LATERAL (
+                    SELECT id FROM {TASK_TABLE}
+                    WHERE queue = q.name AND at <= now()
+                    ORDER BY at LIMIT {CLAIM_CANDIDATES}
+                ) AS c
+            ), picked AS (
+                SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
+                WHERE t.at <= now()
+                ORDER BY candidates.queue_rank, candidates.task_rank
+                LIMIT 1
+                FOR UPDATE OF t SKIP LOCKED
+            )
+            UPDATE {TASK_TABLE} AS t
+            SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
+                at = now() + make_interval(secs => %(duration)s), modified = now()
+            FROM picked WHERE t.id = picked.id
+            RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
+        """
+        rows = self._execute(
+            sql,
+            {"queues": list(query.queues), "claimant": query.claimant, "duration": query.duration},
+        )
+        return self.dialect.row_to_task(rows[0]) if rows else None
+
+    def _claim_sqlite(self, query: ClaimQuery) -> Task | None:
+        dialect = self.dialect
+        queues = list(query.queues)
+        random.shuffle(queues)
+        with transaction.atomic(using=self.using):
+            now = utcnow()
+            for queue in queues:
+                rows = self._execute(
+                    f"SELECT id FROM {TASK_TABLE} WHERE queue = %(queue)s AND at <= %(now)s "
+                    f"ORDER BY at LIMIT {CLAIM_CANDIDATES}",
+                    {"queue": queue, "now": dialect.time(now)},
+                )
+                if rows:
+                    claimed = self._execute(
+                        f"UPDATE {TASK_TABLE} SET version = version + 1, claims = claims + 1, "
+                        "claimant = %(claimant)s, at = %(until)s, modified = %(now)s "
+                        f"WHERE id = %(id)s RETURNING {COLUMNS}",
+                        {
+                            "id": random.choice(rows)[0],
+                            "claimant": dialect.uuid(query.claimant),
+                            "until": dialect.time(now + timedelta(seconds=query.duration)),
+                            "now": dialect.time(now),
+                        },
+                    )
+                    return dialect.row_to_task(claimed[0])
+        return None
+
+    def seconds_until_arrival(self, queues: Iterable[str]) -> float | None:
+        names = list(queues)
+        if self.dialect.vendor == "postgresql":
+            rows = self._execute(
+                f"""SELECT EXTRACT(EPOCH FROM min(first.at) - now())
+                    FROM unnest(%(queues)s::text[]) AS name CROSS JOIN LATERAL (
+                        SELECT at FROM {TASK_TABLE} WHERE queue = name ORDER BY at LIMIT 1
+                    ) AS first""",
+                {"queues": names},
+            )
+            return None if rows[0][0] is None else float(rows[0][0])
+        where, params = self.dialect.in_list("queue", "q", names)
+        rows = self._execute(f"SELECT min(at) FROM {TASK_TABLE} WHERE {where}", params)
+        if rows[0][0] is None:
+            return None
+        return (self.dialect.read_time(rows[0][0]) - utcnow()).total_seconds()
+
+    @contextlib.contextmanager
+    def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:
+        if self.dialect.vendor == "postgresql":
+            with _shared_lock:
+                if self._key not in _listeners:
+                    notifier = _notifiers.setdefault(self._key, Notifier())
+                    _listeners[self._key] = _PgListener(connections[self.using], notifier)
+        with self.notifier.subscribe(queues) as event:
+            yield event
+
+    def claim(self, query: ClaimQuery, timeout: float | None = None) -> Task:
+        if self.dialect.vendor == "sqlite":
+            # Other processes cannot notify us on SQLite: look again at least every second.
+            query = ClaimQuery(
+                query.queues, query.claimant, query.duration, min(query.poll_time, 1.0)
+            )
+        return super().claim(query, timeout)
+
+    # Modifications.
+
+    def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
+        mod.check(self.max_value_bytes)
+        if len(mod.deletes) == 1 and not (mod.inserts or mod.changes or mod.depends):
+            # The common end of a task's life: one conditional statement, whose row
+            # lock is its own. When it deletes nothing, the full path says why.
+            if self._retrying(lambda: self._delete_one(mod)):
+                return [], []
+        return self._retrying(lambda: self._modify(mod))
+
+    def _delete_one(self, mod: Modification) -> bool:
+        dialect = self.dialect
+        target = mod.deletes[0]
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
+                f"AND (claimant IS NULL OR claimant = %(me)s OR at <= {dialect.now})",
+                {
+                    **dialect.params(),
+                    "id": dialect.uuid(target.id),
+                    "version": target.version,
+                    "me": dialect.uuid(mod.claimant),
+                },
+            )
+            return bool(cursor.rowcount == 1)
+
+    def _modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
+        dialect = self.dialect
+        with transaction.atomic(using=self.using):
+            base = dialect.params()
+            now_row = self._execute(f"SELECT {dialect.now}", base)[0][0]
+            now = dialect.read_time(now_row)
+            # Lock every referenced row in ID order, so that concurrent modifications
+            # touching the same tasks queue up instead of deadlocking.
+            ids = sorted(set(mod.referenced_ids()))
+            found: dict[uuid.UUID, tuple[int, bool]] = {}
+            previous: dict[uuid.UUID, tuple[str, datetime]] = {}
+            for chunk in _chunks(ids):
+                where, params = dialect.in_list("id", "id", [dialect.uuid(i) for i in chunk])
+                for row in self._execute(
+                    f"SELECT id, version, claimant, at, queue FROM {TASK_TABLE} "
+                    f"WHERE {where} ORDER BY id {dialect.lock}",
+                    params,
+                ):
+                    task_id, at = dialect.read_uuid(row[0]), dialect.read_time(row[3])
+                    claimant = None if row[2] is None else dialect.read_uuid(row[2])
+                    held = at > now and claimant is not None and claimant != mod.claimant
+                    found[task_id] = (row[1], held)
+                    previous[task_id] = (row[4], at)
+            error = mod.dependency_error(found)
+            if error is not None:
+                raise error
+            for chunk in _chunks([d.id for d in mod.deletes]):
+                where, params = dialect.in_list("id", "id", [dialect.uuid(i) for i in chunk])
+                self._execute(f"DELETE FROM {TASK_TABLE} WHERE {where}", params)
+            changed = [self._change(change, mod.claimant, now_row) for change in mod.changes]
+            inserted = self._insert(mod, now_row)
+            wake = {t.queue for t in inserted}
+            for task in changed:
+                old_queue, old_at = previous[task.id]
+                # A waiter already knows when the old ``at`` comes; only a move or an
+                # earlier arrival is news (renewals, the most common change, are not).
+                if task.queue != old_queue or task.at < old_at:
+                    wake.add(task.queue)
+            self._notify(wake)
+        return inserted, changed
+
+    def _change(self, change: TaskChange, claimant: uuid.UUID | None, now: Any) -> Task:
+        dialect = self.dialect
+        at = now if change.at is None else dialect.time(change.at)
+        rows = self._execute(
+            f"UPDATE {TASK_TABLE} SET version = version + 1, queue = %(queue)s, "
+            "value = %(value)s, at = %(at)s, claimant = %(claimant)s, attempt = %(attempt)s, "
+            f"err = %(err)s, modified = %(now)s WHERE id = %(id)s RETURNING {COLUMNS}",
+            {
+                "id": dialect.uuid(change.id),
+                "queue": change.queue,
+                "value": change.value,
+                "at": at,
+                # A change into the future keeps (or takes) the claim; otherwise it releases.
+                "claimant": dialect.uuid(claimant) if at > now else None,
+                "attempt": change.attempt,
+                "err": change.err,
+                "now": now,
+            },
+        )
+        return dialect.row_to_task(rows[0])
+
+    def _insert(self, mod: Modification, now: Any) -> list[Task]:
+        dialect = self.dialect
+        inserted: list[Task] = []
+        claimant = dialect.uuid(mod.claimant)
+        for chunk in _chunks(mod.inserts):
+            rows = []
+            params: dict[str, Any] = {"now": now, "claimant": claimant}
+            tasks = []
+            for i, data in enumerate(chunk):
+                task_id = data.id or uuid.uuid4()
+                at = now if data.at is None else dialect.time(data.at)
+                params.update({
+                    f"id{i}": dialect.uuid(task_id), f"q{i}": data.queue, f"at{i}": at,
+                    f"v{i}": data.value, f"a{i}": data.attempt, f"e{i}": data.err,
+                })
+                rows.append(
+                    f"(%(id{i})s, %(q{i})s, 0, %(at{i})s, %(claimant)s, 0, %(v{i})s, "
+                    f"%(now)s, %(now)s, %(a{i})s, %(e{i})s)"
+                )
+                tasks.append((task_id, data))
+            self._execute(
+                f"INSERT INTO {TASK_TABLE} ({COLUMNS}) VALUES {', '.join(rows)}", params
+            )
+            created = dialect.read_time(now)
+            inserted += [
+                Task(
+                    queue=data.queue, id=task_id, version=0, at=data.at or created,
+                    claimant=mod.claimant, claims=0, value=data.value, created=created,
+                    modified=created, attempt=data.attempt, err=data.err,
+                )
+                for task_id, data in tasks
+            ]
+        return inserted
+
+    def _notify(self, queues: set[str]) -> None:
+        if not queues:
+            return
+        if self.dialect.vendor == "postgresql":
+            # Delivered at commit, once per queue and transaction (PostgreSQL folds
+            # duplicates), to every listening process, this one included.
+            self._execute(
+                "SELECT pg_notify(%(channel)s, name) FROM unnest(%(queues)s::text[]) AS name",
+                {"channel": NOTIFY_CHANNEL, "queues": sorted(queues)},
+            )
+        else:
+            notifier = self.notifier
+            transaction.on_commit(lambda: notifier.notify(queues), using=self.using)
+
+    # Listings.
+
+    def tasks(self, query: TasksQuery) -> list[Task]:
+        dialect = self.dialect
+        params = dialect.params()
+        conditions = []
+        if query.queue:
+            conditions.append("queue = %(queue)s")
+            params["queue"] = query.queue
+        if query.ids:
+            where, id_params = dialect.in_list("id", "id", [dialect.uuid(i) for i in query.ids])
+            conditions.append(where)
+            params.update(id_params)
+        if query.claimant is not None:
+            conditions.append(f"(at <= {dialect.now} OR claimant = %(claimant)s)")
+            params["claimant"] = dialect.uuid(query.claimant)
+        columns = COLUMNS_NO_VALUE if query.omit_values else COLUMNS
+        sql = f"SELECT {columns} FROM {TASK_TABLE} WHERE {' AND '.join(conditions)}"
+        if not query.ids:
+            sql += " ORDER BY at, id"
+            if query.limit > 0:
+                sql += f" LIMIT {int(query.limit)}"
+        tasks = [dialect.row_to_task(row) for row in self._execute(sql, params)]
+        if query.ids:
+            by_id = {t.id: t for t in tasks}
+            tasks = [by_id[i] for i in dict.fromkeys(query.ids) if i in by_id]
+            if query.limit > 0:
+                tasks = tasks[: query.limit]
+        return tasks
+
+    def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
+        dialect = self.dialect
+        params = dialect.params()
+        matches = []
+        if query.match_exact:
+            where, exact = dialect.in_list("queue", "exact", list(query.match_exact))
+            matches.append(where)
+            params.update(exact)
+        for i, prefix in enumerate(query.match_prefix):
+            # Not LIKE: it treats % and _ as wildcards, and ignores case on SQLite.
+            matches.append(f"substr(queue, 1, length(%(p{i})s)) = %(p{i})s")
+            params[f"p{i}"] = prefix
+        sql = (
+            f"SELECT queue, count(*), "
+            f"sum(CASE WHEN at <= {dialect.now} THEN 1 ELSE 0 END), "
+            f"sum(CASE WHEN at > {dialect.now} AND claimant IS NOT NULL THEN 1 ELSE 0 END), "
+            f"max(claims) FROM {TASK_TABLE}"
+        )
+        if matches:
+            sql += f" WHERE {' OR '.join(matches)}"
+        sql += " GROUP BY queue ORDER BY queue"
+        if query.limit > 0:
+            sql += f" LIMIT {int(query.limit)}"
+        stats = {}
+        for name, size, available, claimed, max_claims in self._execute(sql, params):
+            stats[name] = QueueStat(
+                name=name, size=size, claimed=int(claimed), available=int(available),
+                future=size - int(available) - int(claimed), max_claims=max_claims,
+            )
+        return stats
+
+    def release_thread(self) -> None:
+        connection = connections[self.using]
+        if not connection.in_atomic_block:
+            connection.close()

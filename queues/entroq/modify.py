@@ -1,0 +1,243 @@
+"""Modifications: the builders passed to ``EntroQ.modify`` and the checks every backend runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from .errors import DependencyError
+from .tasks import (
+    Duration,
+    Task,
+    TaskData,
+    TaskID,
+    aware_utc,
+    as_uuid,
+    check_attempt,
+    check_err,
+    check_queue,
+    check_value,
+    seconds,
+    utcnow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """The new state of a changed task, which must still be at ``version``.
+
+    ``at=None`` means "now" by the backend's clock: a plain change releases the task.
+    """
+
+    id: uuid.UUID
+    version: int
+    queue: str
+    value: bytes
+    at: datetime | None
+    attempt: int
+    err: str
+
+    def id_version(self) -> TaskID:
+        return TaskID(self.id, self.version)
+
+
+@dataclass
+class Modification:
+    """Everything one ``modify`` does, all or nothing."""
+
+    claimant: uuid.UUID | None = None
+    inserts: list[TaskData] = field(default_factory=list)
+    changes: list[TaskChange] = field(default_factory=list)
+    deletes: list[TaskID] = field(default_factory=list)
+    depends: list[TaskID] = field(default_factory=list)
+
+    def referenced_ids(self) -> list[uuid.UUID]:
+        """Return every ID the store must look up: explicit inserts, changes, deletes, depends."""
+        ids = [d.id for d in self.inserts if d.id is not None]
+        ids += [c.id for c in self.changes]
+        ids += [d.id for d in self.deletes]
+        ids += [d.id for d in self.depends]
+        return ids
+
+    def check(self, max_value_bytes: int) -> None:
+        """Raise ``ValueError`` if the modification is malformed or breaks a limit.
+
+        An ID may appear once in one modification; values must fit ``max_value_bytes``.
+        """
+        seen: set[uuid.UUID] = set()
+        for task_id in self.referenced_ids():
+            if task_id in seen:
+                raise ValueError(f"task {task_id} appears more than once in one modification")
+            seen.add(task_id)
+        for item in [*self.inserts, *self.changes]:
+            if len(item.value) > max_value_bytes:
+                raise ValueError(
+                    f"value of {len(item.value)} bytes for queue {item.queue!r} is over "
+                    f"the limit of {max_value_bytes} bytes"
+                )
+
+    def dependency_error(
+        self, found: Mapping[uuid.UUID, tuple[int, bool]]
+    ) -> DependencyError | None:
+        """Return every problem with this modification, or ``None`` if it can proceed.
+
+        ``found`` maps each referenced ID that exists to its version and whether
+        another claimant holds it (claimant set, not the modifier, ``at`` in the future).
+        """
+        error = DependencyError()
+        for data in self.inserts:
+            if data.id is not None and data.id in found:
+                error.inserts.append(TaskID(data.id, 0))
+        for wanted in self.depends:
+            if found.get(wanted.id, (None,))[0] != wanted.version:
+                error.depends.append(wanted)
+        for problems, wanted in [
+            *((error.deletes, d) for d in self.deletes),
+            *((error.changes, c.id_version()) for c in self.changes),
+        ]:
+            current = found.get(wanted.id)
+            if current is None or current[0] != wanted.version:
+                problems.append(wanted)
+            elif current[1]:
+                error.claims.append(wanted)
+        return None if error.is_empty() else error
+
+    def without_inserts(self, ids: Iterable[uuid.UUID]) -> Modification:
+        dropped = set(ids)
+        kept = [d for d in self.inserts if d.id not in dropped]
+        return dataclasses.replace(self, inserts=kept)
+
+    def notify_queues(self) -> set[str]:
+        """Return the queues whose waiters may find a task after this modification."""
+        return {d.queue for d in self.inserts} | {c.queue for c in self.changes}
+
+
+ModifyArg = Callable[[Modification], None]
+
+_UNSET: Final[Any] = object()
+
+
+def inserting_into(
+    queue: str,
+    *,
+    value: bytes = b"",
+    at: datetime | None = None,
+    arrival_in: Duration | None = None,
+    id: uuid.UUID | None = None,
+    skip_colliding: bool = False,
+    attempt: int = 0,
+    err: str = "",
+) -> ModifyArg:
+    """Insert a task into ``queue``, available at ``at`` (or ``arrival_in`` from now)."""
+    if at is not None and arrival_in is not None:
+        raise ValueError("give at or arrival_in, not both")
+    if arrival_in is not None:
+        at = utcnow() + timedelta(seconds=seconds(arrival_in, "arrival_in"))
+    return inserting(
+        TaskData(queue=queue, value=value, at=at, id=id, skip_colliding=skip_colliding,
+                 attempt=attempt, err=err)
+    )
+
+
+def inserting(*task_data: TaskData) -> ModifyArg:
+    """Insert tasks described by ``TaskData``."""
+    for data in task_data:
+        if not isinstance(data, TaskData):
+            raise TypeError(f"inserting takes TaskData, not {type(data).__name__}")
+
+    def apply(mod: Modification) -> None:
+        mod.inserts.extend(task_data)
+
+    return apply
+
+
+def changing(
+    task: Task,
+    *,
+    queue: str = _UNSET,
+    value: bytes = _UNSET,
+    at: datetime | None = _UNSET,
+    arrival_in: Duration = _UNSET,
+    attempt: int = _UNSET,
+    err: str = _UNSET,
+) -> ModifyArg:
+    """Change ``task`` (at its current version), keeping every field not given.
+
+    ``at`` is the exception: when neither ``at`` nor ``arrival_in`` is given the task
+    arrives now, which releases any claim on it.
+    """
+    if not isinstance(task, Task):
+        raise TypeError(f"changing takes a Task, not {type(task).__name__}")
+    if at is not _UNSET and arrival_in is not _UNSET:
+        raise ValueError("give at or arrival_in, not both")
+    new_at: datetime | None = None
+    if arrival_in is not _UNSET:
+        new_at = utcnow() + timedelta(seconds=seconds(arrival_in, "arrival_in"))
+    elif at is not _UNSET and at is not None:
+        new_at = aware_utc(at)
+    change = TaskChange(
+        id=task.id,
+        version=task.version,
+        queue=task.queue if queue is _UNSET else check_queue(queue),
+        value=task.value if value is _UNSET else check_value(value),
+        at=new_at,
+        attempt=task.attempt if attempt is _UNSET else check_attempt(attempt),
+        err=task.err if err is _UNSET else check_err(err),
+    )
+
+    def apply(mod: Modification) -> None:
+        mod.changes.append(change)
+
+    return apply
+
+
+def _task_id(id: uuid.UUID, version: int) -> TaskID:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"version must be a non-negative int, got {version!r}")
+    return TaskID(as_uuid(id), version)
+
+
+def deleting(id: uuid.UUID, version: int) -> ModifyArg:
+    """Delete the task ``id`` at ``version``."""
+    task_id = _task_id(id, version)
+
+    def apply(mod: Modification) -> None:
+        mod.deletes.append(task_id)
+
+    return apply
+
+
+def depending_on(id: uuid.UUID, version: int) -> ModifyArg:
+    """Require the task ``id`` to exist at ``version``, without changing it."""
+    task_id = _task_id(id, version)
+
+    def apply(mod: Modification) -> None:
+        mod.depends.append(task_id)
+
+    return apply
+
+
+def with_modification(modification: Modification) -> ModifyArg:
+    """Merge another modification into this one; its claimant is ignored."""
+
+    def apply(mod: Modification) -> None:
+        mod.inserts.extend(modification.inserts)
+        mod.changes.extend(modification.changes)
+        mod.deletes.extend(modification.deletes)
+        mod.depends.extend(modification.depends)
+
+    return apply
+
+
+def new_modification(claimant: uuid.UUID | None, *args: ModifyArg) -> Modification:
+    """Build a modification from modify arguments (Go's ``NewModification``)."""
+    mod = Modification(claimant=claimant)
+    for arg in args:
+        if not callable(arg):
+            raise TypeError(f"modify takes modify arguments, not {type(arg).__name__}")
+        arg(mod)
+    return mod
