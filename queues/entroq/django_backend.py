@@ -131,7 +131,10 @@ class _SQLite(_Dialect):
         return uuid.UUID(hex=value)
 
     def read_time(self, value: Any) -> datetime:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        # Table columns come back parsed (Django registers converters for the
+        # declared type); computed ones, such as the clock, as text.
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return moment.replace(tzinfo=UTC)
 
 
 class _PgListener:

@@ -1,0 +1,61 @@
+"""Fixtures: the same scenarios run on every backend.
+
+``make test`` runs the suite twice: on SQLite (``DATABASE_URL`` unset) and on a
+throwaway PostgreSQL cluster. Tests marked ``postgres`` need PostgreSQL; under
+``CI=true`` they fail rather than skip when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from queues import entroq
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected what this run leaves out
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+            if IN_CI:
+                raise pytest.UsageError(
+                    f"{item.nodeid} needs PostgreSQL, and CI=true forbids skipping it: "
+                    "run it with DATABASE_URL pointing at PostgreSQL (make test-postgres)"
+                )
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)"))
+        if item.get_closest_marker("sqlite") and connection.vendor != "sqlite":
+            item.add_marker(pytest.mark.skip(reason="needs SQLite"))
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        # Transactional: claims and notifications must really commit, and other
+        # threads and processes must see them.
+        pytest.param("django", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> Iterator[entroq.Backend]:
+    """Yield each backend, empty; the Django one on the configured database."""
+    if request.param == "memory":
+        yield entroq.MemoryBackend()
+        return
+    backend = entroq.DjangoBackend()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def eq(backend: entroq.Backend) -> entroq.EntroQ:
+    return entroq.EntroQ(backend)
+
+
+@pytest.fixture
+def other(backend: entroq.Backend) -> entroq.EntroQ:
+    """A second client on the same backend, with its own claimant ID."""
+    return entroq.EntroQ(backend)

@@ -1,0 +1,548 @@
+"""EntroQ's semantics, the same on every backend (``backend`` fixture: memory, Django)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from queues import entroq
+from queues.entroq import EntroQ
+
+
+def insert(eq: EntroQ, queue: str = "q", **kwargs: object) -> entroq.Task:
+    inserted, _ = eq.modify(entroq.inserting_into(queue, **kwargs))  # type: ignore[arg-type]
+    return inserted[0]
+
+
+def test_insert_sets_the_fields_of_the_contract(eq: EntroQ) -> None:
+    before = eq.time()
+    task = insert(eq, "jobs", value=b"payload", attempt=2, err="earlier failure")
+    after = eq.time()
+
+    assert task.queue == "jobs"
+    assert task.value == b"payload"
+    assert (task.version, task.claims) == (0, 0)
+    assert task.claimant == eq.id
+    assert before <= task.created == task.modified == task.at <= after
+    assert (task.attempt, task.err) == (2, "earlier failure")
+    assert eq.tasks("jobs") == [task]
+
+
+def test_claim_takes_an_available_task_and_leases_it(eq: EntroQ) -> None:
+    task = insert(eq, value=b"v")
+    before = eq.time()
+
+    claimed = eq.try_claim("q", duration=60)
+
+    assert claimed is not None
+    assert claimed.id == task.id
+    assert claimed.version == task.version + 1
+    assert claimed.claims == 1
+    assert claimed.claimant == eq.id
+    assert claimed.value == b"v"
+    assert before + timedelta(seconds=59) < claimed.at <= eq.time() + timedelta(seconds=60)
+    assert claimed.modified >= before
+    assert eq.try_claim("q") is None, "a claimed task is not available"
+
+
+def test_a_future_task_is_claimable_only_once_due(eq: EntroQ) -> None:
+    task = insert(eq, arrival_in=0.4)
+
+    assert eq.try_claim("q") is None
+    time.sleep(0.5)
+    claimed = eq.try_claim("q")
+
+    assert claimed is not None and claimed.id == task.id
+
+
+def test_change_releases_the_claim_and_keeps_the_id(eq: EntroQ) -> None:
+    insert(eq, "a", value=b"one")
+    claimed = eq.try_claim("a", duration=60)
+    assert claimed is not None
+
+    _, [changed] = eq.modify(claimed.as_change(queue="b", value=b"two"))
+
+    assert changed.id == claimed.id
+    assert changed.version == claimed.version + 1
+    assert (changed.queue, changed.value) == ("b", b"two")
+    assert changed.claimant is None
+    assert changed.claims == claimed.claims
+    assert changed.at <= eq.time()
+    assert eq.tasks("a") == []
+    assert eq.tasks("b") == [changed]
+
+
+def test_change_into_the_future_keeps_the_claim(eq: EntroQ, other: EntroQ) -> None:
+    task = insert(eq)
+
+    _, [delayed] = eq.modify(task.as_change(arrival_in=60))
+
+    assert delayed.claimant == eq.id
+    assert delayed.at > eq.time() + timedelta(seconds=59)
+    with pytest.raises(entroq.DependencyError) as caught:
+        other.modify(delayed.as_deletion())
+    assert caught.value.claims == [delayed.id_version()]
+
+
+def test_change_keeps_fields_not_given(eq: EntroQ) -> None:
+    task = insert(eq, value=b"keep", attempt=3, err="why")
+
+    _, [changed] = eq.modify(entroq.changing(task, err="new"))
+
+    assert (changed.queue, changed.value, changed.attempt, changed.err) == (
+        "q", b"keep", 3, "new"
+    )
+
+
+def test_listing_with_and_without_values(eq: EntroQ) -> None:
+    first = insert(eq, value=b"1")
+    second = insert(eq, value=b"2", arrival_in=5)
+
+    assert [t.id for t in eq.tasks("q")] == [first.id, second.id], "ordered by at"
+    assert [t.value for t in eq.tasks("q")] == [b"1", b"2"]
+    without = eq.tasks("q", omit_values=True)
+    assert [t.value for t in without] == [b"", b""]
+    assert [t.id_version() for t in without] == [first.id_version(), second.id_version()]
+    assert len(eq.tasks("q", limit=1)) == 1
+    assert eq.tasks("nothing-here") == []
+
+
+def test_listing_by_id_in_request_order_across_queues(eq: EntroQ) -> None:
+    a = insert(eq, "a")
+    b = insert(eq, "b")
+    c = insert(eq, "c")
+
+    found = eq.tasks(ids=[c.id, a.id, uuid.uuid4(), b.id])
+
+    assert [t.id for t in found] == [c.id, a.id, b.id]
+    assert [t.id for t in eq.tasks("a", ids=[c.id, a.id])] == [a.id]
+
+
+def test_listing_limited_to_a_claimant(eq: EntroQ, other: EntroQ) -> None:
+    mine = insert(eq, "q")
+    theirs = insert(eq, "q")
+    # An insert into the future is held by its inserter until it arrives.
+    scheduled = insert(eq, "q", arrival_in=60)
+    claimed_by_me = eq.modify(mine.as_change(arrival_in=60))[1][0]
+    claimed_by_them = other.modify(entroq.changing(theirs, arrival_in=60))[1][0]
+    available = insert(eq, "q")
+
+    assert {t.id for t in eq.tasks("q", claimant=eq.id)} == {
+        claimed_by_me.id, scheduled.id, available.id
+    }
+    assert {t.id for t in eq.tasks("q", claimant=other.id)} == {claimed_by_them.id, available.id}
+
+
+def test_tasks_needs_a_queue_or_ids(eq: EntroQ) -> None:
+    with pytest.raises(ValueError, match="queue"):
+        eq.tasks()
+
+
+def test_explicit_ids_and_collisions_across_queues(eq: EntroQ) -> None:
+    task_id = uuid.uuid4()
+    task = insert(eq, "a", id=task_id)
+    assert task.id == task_id
+
+    with pytest.raises(entroq.DependencyError) as caught:
+        eq.modify(entroq.inserting_into("b", id=task_id), entroq.inserting_into("b"))
+
+    assert caught.value.has_collisions()
+    assert [i.id for i in caught.value.inserts] == [task_id]
+    assert eq.tasks("b") == [], "nothing of a failed modification is applied"
+
+
+def test_skip_colliding_drops_only_the_colliding_inserts(eq: EntroQ) -> None:
+    existing = insert(eq, "a", id=uuid.uuid4())
+    fresh_id = uuid.uuid4()
+
+    inserted, _ = eq.modify(
+        entroq.inserting_into("a", id=existing.id, skip_colliding=True),
+        entroq.inserting_into("a", id=fresh_id, skip_colliding=True),
+    )
+
+    assert [t.id for t in inserted] == [fresh_id]
+    assert {t.id for t in eq.tasks("a")} == {existing.id, fresh_id}
+
+
+def test_skip_colliding_does_not_hide_other_problems(eq: EntroQ) -> None:
+    existing = insert(eq, "a", id=uuid.uuid4())
+
+    with pytest.raises(entroq.DependencyError) as caught:
+        eq.modify(
+            entroq.inserting_into("a", id=existing.id, skip_colliding=True),
+            entroq.deleting(uuid.uuid4(), 0),
+        )
+
+    assert caught.value.has_missing()
+
+
+def test_missing_and_stale_deletes(eq: EntroQ) -> None:
+    task = insert(eq)
+    missing = entroq.TaskID(uuid.uuid4(), 0)
+    stale = entroq.TaskID(task.id, task.version + 1)
+
+    with pytest.raises(entroq.DependencyError) as caught:
+        eq.modify(missing.as_deletion(), stale.as_deletion())
+
+    assert caught.value.deletes == [missing, stale]
+    assert caught.value.has_missing() and not caught.value.has_claims()
+    assert eq.tasks("q") == [task]
+
+    eq.modify(task.as_deletion())
+    assert eq.tasks("q") == []
+
+
+def test_modify_is_all_or_nothing(eq: EntroQ) -> None:
+    keep = insert(eq, "a", value=b"keep")
+    change = insert(eq, "a", value=b"before")
+
+    with pytest.raises(entroq.DependencyError):
+        eq.modify(
+            entroq.inserting_into("b", value=b"new"),
+            keep.as_deletion(),
+            change.as_change(value=b"after"),
+            entroq.depending_on(uuid.uuid4(), 0),
+        )
+
+    assert eq.tasks("b") == []
+    assert sorted(t.value for t in eq.tasks("a")) == [b"before", b"keep"]
+    assert {t.version for t in eq.tasks("a")} == {0}
+
+
+def test_every_problem_is_reported_at_once(eq: EntroQ, other: EntroQ) -> None:
+    held = insert(eq, "q")
+    held = eq.modify(held.as_change(arrival_in=60))[1][0]
+    present = insert(eq, "q", id=uuid.uuid4())
+    depend = entroq.TaskID(uuid.uuid4(), 1)
+    delete = entroq.TaskID(uuid.uuid4(), 2)
+    change_of = insert(eq, "q")
+
+    with pytest.raises(entroq.DependencyError) as caught:
+        other.modify(
+            entroq.inserting_into("q", id=present.id),
+            depend.as_dependency(),
+            delete.as_deletion(),
+            entroq.changing(dataclasses.replace(change_of, version=7), value=b"x"),
+            held.as_deletion(),
+        )
+
+    error = caught.value
+    assert error.inserts == [entroq.TaskID(present.id, 0)]
+    assert error.depends == [depend]
+    assert error.deletes == [delete]
+    assert error.changes == [entroq.TaskID(change_of.id, 7)]
+    assert error.claims == [held.id_version()]
+    assert error.has_missing() and error.has_claims() and error.has_collisions()
+    assert str(present.id) in str(error) and str(held.id) in str(error)
+
+
+def test_a_dependency_pins_a_version(eq: EntroQ) -> None:
+    config = insert(eq, "config")
+    inserted, _ = eq.modify(config.as_dependency(), entroq.inserting_into("work"))
+    assert len(inserted) == 1
+    assert eq.tasks("config") == [config], "a dependency changes nothing"
+
+    eq.modify(config.as_change(value=b"new"))
+    with pytest.raises(entroq.DependencyError) as caught:
+        eq.modify(config.as_dependency(), entroq.inserting_into("work"))
+    assert caught.value.depends == [config.id_version()]
+
+
+def test_claims_protect_a_held_task_from_other_claimants(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq)
+    claimed = eq.try_claim("q", duration=60)
+    assert claimed is not None
+
+    assert other.try_claim("q") is None
+    with pytest.raises(entroq.DependencyError) as deleting:
+        other.modify(claimed.as_deletion())
+    with pytest.raises(entroq.DependencyError) as changing:
+        other.modify(claimed.as_change(value=b"mine now"))
+    assert deleting.value.claims == [claimed.id_version()]
+    assert changing.value.claims == [claimed.id_version()]
+    assert not deleting.value.has_missing()
+
+    eq.modify(claimed.as_deletion())
+    assert eq.tasks("q") == []
+
+
+def test_depending_on_a_held_task_is_allowed(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq)
+    claimed = eq.try_claim("q", duration=60)
+    assert claimed is not None
+
+    inserted, _ = other.modify(claimed.as_dependency(), entroq.inserting_into("next"))
+
+    assert len(inserted) == 1
+
+
+def test_expired_claims_are_claimable_by_others(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq)
+    first = eq.try_claim("q", duration=0.3)
+    assert first is not None
+    assert other.try_claim("q") is None
+
+    time.sleep(0.4)
+    second = other.try_claim("q", duration=60)
+
+    assert second is not None
+    assert second.id == first.id
+    assert second.claimant == other.id
+    assert second.claims == 2
+    with pytest.raises(entroq.DependencyError) as caught:
+        eq.modify(first.as_deletion())
+    assert caught.value.deletes == [first.id_version()], "the old version is stale"
+
+
+def test_an_expired_claim_can_be_finished_by_anyone(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq)
+    claimed = eq.try_claim("q", duration=0.2)
+    assert claimed is not None
+    time.sleep(0.3)
+
+    other.modify(claimed.as_deletion())
+
+    assert eq.tasks("q") == []
+
+
+def test_blocking_claim_is_woken_by_an_insert(eq: EntroQ, other: EntroQ) -> None:
+    results: list[entroq.Task] = []
+    ready = threading.Event()
+
+    def wait_for_task() -> None:
+        ready.set()
+        try:
+            results.append(other.claim("q", poll_time=30, timeout=10))
+        finally:
+            other.backend.release_thread()
+
+    waiter = threading.Thread(target=wait_for_task)
+    waiter.start()
+    ready.wait()
+    time.sleep(0.3)  # let the waiter find the queue empty and sleep
+    inserted_at = time.monotonic()
+    task = insert(eq)
+    waiter.join(10)
+    woke_after = time.monotonic() - inserted_at
+
+    assert [t.id for t in results] == [task.id]
+    assert woke_after < 1.0, f"woke {woke_after:.2f} s after the insert"
+
+
+def test_blocking_claim_wakes_when_a_future_task_comes_due(eq: EntroQ) -> None:
+    task = insert(eq, arrival_in=0.5)
+    started = time.monotonic()
+
+    claimed = eq.claim("q", poll_time=30, timeout=10)
+
+    assert claimed.id == task.id
+    assert time.monotonic() - started < 1.5
+
+
+def test_claim_times_out(eq: EntroQ) -> None:
+    started = time.monotonic()
+    with pytest.raises(entroq.ClaimTimeout):
+        eq.claim("empty", timeout=0.3, poll_time=0.1)
+    assert isinstance(entroq.ClaimTimeout(), TimeoutError)
+    assert 0.25 < time.monotonic() - started < 3
+
+
+def test_claim_from_several_queues_is_fair(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into(q) for q in ("a", "b") for _ in range(60)))
+    eq.modify(entroq.inserting_into("c"))  # one task: c is non-empty only at first
+
+    first_queues = Counter()
+    for _ in range(80):
+        task = eq.try_claim("a", "b", "empty", duration=60)
+        assert task is not None
+        first_queues[task.queue] += 1
+
+    assert first_queues["a"] > 20 and first_queues["b"] > 20, first_queues
+
+
+def test_claim_is_not_strictly_first_in_first_out(eq: EntroQ) -> None:
+    base = eq.time() - timedelta(minutes=5)
+    eq.modify(*(entroq.inserting_into("q", at=base + timedelta(seconds=i)) for i in range(8)))
+
+    claimed_ids = set()
+    for _ in range(30):
+        task = eq.try_claim("q", duration=60)
+        assert task is not None
+        claimed_ids.add(task.id)
+        eq.modify(task.as_change(at=base))  # back to the head of the queue
+
+    assert len(claimed_ids) > 1, "a poison task at the head must not block the queue"
+
+
+def test_concurrent_claims_never_return_the_same_task(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("q") for _ in range(200)))
+    claimed: list[entroq.TaskID] = []
+    lock = threading.Lock()
+
+    def claim_all() -> None:
+        try:
+            client = EntroQ(eq.backend)
+            while (task := client.try_claim("q", duration=60)) is not None:
+                with lock:
+                    claimed.append(task.id_version())
+        finally:
+            eq.backend.release_thread()
+
+    threads = [threading.Thread(target=claim_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(claimed) == 200
+    assert len({c.id for c in claimed}) == 200
+
+
+def test_queue_matching_by_prefix_and_exact_name(eq: EntroQ) -> None:
+    for queue in ("jobs/a", "jobs/b", "jobs/b", "other", "jobs_x", "JOBS/c"):
+        insert(eq, queue)
+
+    assert eq.queues() == {"jobs/a": 1, "jobs/b": 2, "other": 1, "jobs_x": 1, "JOBS/c": 1}
+    assert eq.queues(match_prefix="jobs/") == {"jobs/a": 1, "jobs/b": 2}
+    assert eq.queues(match_exact="other") == {"other": 1}
+    assert eq.queues(match_prefix=["jobs/"], match_exact=["other", "missing"]) == {
+        "jobs/a": 1, "jobs/b": 2, "other": 1,
+    }
+    assert eq.queues(match_prefix="jobs%") == {}, "prefixes are literal, not patterns"
+    assert len(eq.queues(limit=2)) == 2
+    assert eq.queues_empty(match_exact="missing")
+    assert not eq.queues_empty(match_prefix="jobs")
+    with pytest.raises(ValueError, match="match"):
+        eq.queues_empty()
+
+
+def test_stats_are_exact(eq: EntroQ, other: EntroQ) -> None:
+    for _ in range(3):
+        insert(eq, "s")
+    # Future and held by nobody: only a modification without a claimant makes one.
+    eq.backend.modify(
+        entroq.new_modification(None, entroq.inserting_into("s", arrival_in=60))
+    )
+    claimed = eq.try_claim("s", duration=60)
+    assert claimed is not None
+    again = eq.modify(claimed.as_change(arrival_in=0))[1][0]  # released
+    assert other.try_claim("s", duration=60) is not None
+    assert other.try_claim("s", duration=60) is not None
+    insert(eq, "t")
+
+    stats = eq.queue_stats()
+
+    assert stats["s"] == entroq.QueueStat(
+        name="s", size=4, claimed=2, available=1, future=1,
+        max_claims=max(t.claims for t in eq.tasks("s")),
+    )
+    assert stats["s"].max_claims >= 1
+    assert again.claimant is None
+    assert stats["t"] == entroq.QueueStat(name="t", size=1, available=1)
+    assert eq.queue_stats(match_exact="t") == {"t": stats["t"]}
+
+
+def test_wait_queues_empty(eq: EntroQ) -> None:
+    task = insert(eq, "drain")
+
+    def drain() -> None:
+        time.sleep(0.3)
+        try:
+            eq.modify(task.as_deletion())
+        finally:
+            eq.backend.release_thread()
+
+    threading.Thread(target=drain).start()
+    eq.wait_queues_empty(match_exact="drain", poll=0.1, timeout=10)
+    assert eq.queues_empty(match_exact="drain")
+    insert(eq, "full")
+    with pytest.raises(TimeoutError):
+        eq.wait_queues_empty(match_exact="full", poll=0.05, timeout=0.2)
+
+
+def test_renew_for_extends_the_lease(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq, value=b"v")
+    claimed = eq.try_claim("q", duration=1)
+    assert claimed is not None
+
+    renewed = eq.renew_for(claimed, 60)
+
+    assert renewed.id == claimed.id
+    assert renewed.version == claimed.version + 1
+    assert renewed.claimant == eq.id
+    assert renewed.value == b"v"
+    assert renewed.at > eq.time() + timedelta(seconds=59)
+    assert renewed.claims == claimed.claims
+
+
+def test_renew_all_for_and_a_lost_lease(eq: EntroQ, other: EntroQ) -> None:
+    eq.modify(entroq.inserting_into("q"), entroq.inserting_into("q"))
+    first, second = eq.try_claim("q", duration=60), eq.try_claim("q", duration=0.1)
+    assert first is not None and second is not None
+
+    renewed = eq.renew_all_for([first, second], 60)
+    assert [t.version for t in renewed] == [first.version + 1, second.version + 1]
+
+    time.sleep(0.2)
+    expired = eq.modify(renewed[1].as_change(arrival_in=0.1))[1][0]
+    time.sleep(0.2)
+    taken = other.try_claim("q", duration=60)
+    assert taken is not None and taken.id == expired.id
+    with pytest.raises(entroq.DependencyError):
+        eq.renew_for(expired, 60)
+
+
+def test_do_with_renew_keeps_the_lease_while_work_runs(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq)
+    claimed = eq.try_claim("q", duration=0.4)
+    assert claimed is not None
+    stolen: list[entroq.Task | None] = []
+
+    def work() -> None:
+        time.sleep(1.0)  # longer than the lease: only renewals keep the task
+        stolen.append(other.try_claim("q"))
+
+    final = eq.do_with_renew(claimed, 0.4, work)
+
+    assert stolen == [None]
+    assert final.version > claimed.version + 1
+    assert final.claimant == eq.id
+    eq.modify(final.as_deletion())
+
+
+def test_do_with_renew_passes_on_the_work_error(eq: EntroQ) -> None:
+    insert(eq)
+    claimed = eq.try_claim("q", duration=10)
+    assert claimed is not None
+
+    def work() -> None:
+        raise RuntimeError("work failed")
+
+    with pytest.raises(RuntimeError, match="work failed"):
+        eq.do_with_renew(claimed, 10, work)
+
+
+def test_do_with_renew_reports_a_lost_lease(eq: EntroQ, other: EntroQ) -> None:
+    insert(eq)
+    claimed = eq.try_claim("q", duration=0.2)
+    assert claimed is not None
+
+    def work() -> None:
+        # Another claimant finishes the task before the first renewal.
+        other.modify(claimed.as_change(value=b"taken", at=eq.time()), claimant=claimed.claimant)
+        time.sleep(0.3)
+
+    with pytest.raises(entroq.DependencyError):
+        eq.do_with_renew(claimed, 0.2, work)
+
+
+def test_time_is_utc(eq: EntroQ) -> None:
+    now = eq.time()
+    assert now.utcoffset() == timedelta(0)
+    assert abs((now - datetime.now(UTC)).total_seconds()) < 5
