@@ -116,6 +116,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# In development whitenoise serves straight from the apps' and project's static folders.
+WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
 

@@ -72,29 +72,63 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
     ]
     if fast:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-    quiet = {"stdout": subprocess.DEVNULL}
     try:
         subprocess.run(
-            as_owner([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-            check=True, **quiet,
+            as_owner(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
-                      "-o", " ".join(options), "-w", "-t", "60", "start"]),
-            check=True, **quiet,
+            as_owner(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(folder / "log"),
+                    "-o",
+                    " ".join(options),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         try:
             subprocess.run(
-                [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                 DATABASE],
+                [
+                    str(PG_BIN / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    DATABASE,
+                ],
                 check=True,
             )
             yield f"postgres://postgres@127.0.0.1:{port}/{DATABASE}"
         finally:
             subprocess.run(
                 as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                check=False, **quiet,
+                check=False,
+                stdout=subprocess.DEVNULL,
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

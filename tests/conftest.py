@@ -59,3 +59,10 @@ def eq(backend: entroq.Backend) -> entroq.EntroQ:
 def other(backend: entroq.Backend) -> entroq.EntroQ:
     """A second client on the same backend, with its own claimant ID."""
     return entroq.EntroQ(backend)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_listening(django_db_setup: None) -> Iterator[None]:
+    """Close LISTEN connections before the test database is dropped (set up after it)."""
+    yield
+    entroq.DjangoBackend.stop_listening()

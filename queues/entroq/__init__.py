@@ -4,6 +4,8 @@ Importing this module needs no Django settings; only ``DjangoBackend`` (and
 ``EntroQ()`` without a backend, which uses it) needs the ``queues`` app configured.
 """
 
+from typing import TYPE_CHECKING
+
 from .backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
 from .client import EntroQ
 from .errors import (
@@ -35,6 +37,9 @@ from .tasks import (
     TaskData,
     TaskID,
 )
+
+if TYPE_CHECKING:
+    from .django_backend import DjangoBackend
 
 DEFAULT_CLAIM_DURATION = 30.0
 DEFAULT_CLAIM_POLL_TIME = 30.0

@@ -163,7 +163,9 @@ class Backend(ABC):
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
+                        raise ClaimTimeout(
+                            f"no task in {', '.join(query.queues)} after {timeout} s"
+                        )
                     wait = min(wait, remaining)
                 woken.wait(wait)
 
@@ -182,8 +184,8 @@ class Backend(ABC):
         """
         return None
 
-    def release_thread(self) -> None:
+    def release_thread(self) -> None:  # noqa: B027 (an optional hook)
         """Release what the calling thread holds (such as a database connection)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook)
         """Release the backend's resources."""

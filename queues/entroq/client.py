@@ -69,7 +69,9 @@ class EntroQ:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -80,7 +82,10 @@ class EntroQ:
     # Claims.
 
     def _claim_query(
-        self, queues: Sequence[str], duration: Duration, poll_time: Duration,
+        self,
+        queues: Sequence[str],
+        duration: Duration,
+        poll_time: Duration,
         claimant: uuid.UUID | None,
     ) -> ClaimQuery:
         if not queues:

@@ -44,7 +44,7 @@ RETRIES = 8
 NOTIFY_CHANNEL = "entroq"
 
 
-def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+def _chunks[T](items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -63,10 +63,10 @@ class _Dialect:
         """Return the parameters every statement may use."""
         return {}
 
-    def uuid(self, value: uuid.UUID | None) -> Any:
+    def db_uuid(self, value: uuid.UUID | None) -> Any:
         return value
 
-    def time(self, value: datetime | None) -> Any:
+    def db_time(self, value: datetime | None) -> Any:
         return value
 
     def read_uuid(self, value: Any) -> uuid.UUID:
@@ -117,12 +117,12 @@ class _SQLite(_Dialect):
     now = "%(now)s"
 
     def params(self) -> dict[str, Any]:
-        return {"now": self.time(utcnow())}
+        return {"now": self.db_time(utcnow())}
 
-    def uuid(self, value: uuid.UUID | None) -> Any:
+    def db_uuid(self, value: uuid.UUID | None) -> Any:
         return None if value is None else value.hex
 
-    def time(self, value: datetime | None) -> Any:
+    def db_time(self, value: datetime | None) -> Any:
         if value is None:
             return None
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -150,32 +150,39 @@ class _PgListener:
             params.pop(key, None)
         self.params = params
         self.notifier = notifier
-        self.ready = threading.Event()
+        self.listening = threading.Event()
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="entroq-listen", daemon=True)
         self.thread.start()
         # A claim subscribes before its first try; wait (briefly) until we listen so
         # that no insert between that try and the LISTEN goes unnoticed.
-        self.ready.wait(5)
+        self.listening.wait(5)
 
     def _run(self) -> None:
         import psycopg
 
         backoff = 0.1
-        while True:
+        while not self.stopping.is_set():
             try:
                 with psycopg.connect(**self.params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self.ready.set()
+                    self.listening.set()
                     self.notifier.notify_all()
                     backoff = 0.1
-                    for note in conn.notifies():
-                        self.notifier.notify((note.payload,))
+                    while not self.stopping.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self.notifier.notify((note.payload,))
+                    return
             except Exception as exc:
                 logger.warning("entroq: LISTEN connection lost (%s); polling meanwhile", exc)
-            self.ready.clear()
+            self.listening.clear()
             self.notifier.notify_all()
-            time.sleep(backoff)
+            self.stopping.wait(backoff)
             backoff = min(backoff * 2, 10.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
 
 
 _shared_lock = threading.Lock()
@@ -329,7 +336,7 @@ class DjangoBackend(Backend):
                 rows = self._execute(
                     f"SELECT id FROM {TASK_TABLE} WHERE queue = %(queue)s AND at <= %(now)s "
                     f"ORDER BY at LIMIT {CLAIM_CANDIDATES}",
-                    {"queue": queue, "now": dialect.time(now)},
+                    {"queue": queue, "now": dialect.db_time(now)},
                 )
                 if rows:
                     claimed = self._execute(
@@ -338,9 +345,9 @@ class DjangoBackend(Backend):
                         f"WHERE id = %(id)s RETURNING {COLUMNS}",
                         {
                             "id": random.choice(rows)[0],
-                            "claimant": dialect.uuid(query.claimant),
-                            "until": dialect.time(now + timedelta(seconds=query.duration)),
-                            "now": dialect.time(now),
+                            "claimant": dialect.db_uuid(query.claimant),
+                            "until": dialect.db_time(now + timedelta(seconds=query.duration)),
+                            "now": dialect.db_time(now),
                         },
                     )
                     return dialect.row_to_task(claimed[0])
@@ -385,11 +392,11 @@ class DjangoBackend(Backend):
 
     def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         mod.check(self.max_value_bytes)
-        if len(mod.deletes) == 1 and not (mod.inserts or mod.changes or mod.depends):
-            # The common end of a task's life: one conditional statement, whose row
-            # lock is its own. When it deletes nothing, the full path says why.
-            if self._retrying(lambda: self._delete_one(mod)):
-                return [], []
+        # The common end of a task's life, one deletion, is one conditional statement
+        # whose row lock is its own. When it deletes nothing, the full path says why.
+        lone_delete = len(mod.deletes) == 1 and not (mod.inserts or mod.changes or mod.depends)
+        if lone_delete and self._retrying(lambda: self._delete_one(mod)):
+            return [], []
         return self._retrying(lambda: self._modify(mod))
 
     def _delete_one(self, mod: Modification) -> bool:
@@ -401,9 +408,9 @@ class DjangoBackend(Backend):
                 f"AND (claimant IS NULL OR claimant = %(me)s OR at <= {dialect.now})",
                 {
                     **dialect.params(),
-                    "id": dialect.uuid(target.id),
+                    "id": dialect.db_uuid(target.id),
                     "version": target.version,
-                    "me": dialect.uuid(mod.claimant),
+                    "me": dialect.db_uuid(mod.claimant),
                 },
             )
             return bool(cursor.rowcount == 1)
@@ -420,7 +427,7 @@ class DjangoBackend(Backend):
             found: dict[uuid.UUID, tuple[int, bool]] = {}
             previous: dict[uuid.UUID, tuple[str, datetime]] = {}
             for chunk in _chunks(ids):
-                where, params = dialect.in_list("id", "id", [dialect.uuid(i) for i in chunk])
+                where, params = dialect.in_list("id", "id", [dialect.db_uuid(i) for i in chunk])
                 for row in self._execute(
                     f"SELECT id, version, claimant, at, queue FROM {TASK_TABLE} "
                     f"WHERE {where} ORDER BY id {dialect.lock}",
@@ -435,7 +442,7 @@ class DjangoBackend(Backend):
             if error is not None:
                 raise error
             for chunk in _chunks([d.id for d in mod.deletes]):
-                where, params = dialect.in_list("id", "id", [dialect.uuid(i) for i in chunk])
+                where, params = dialect.in_list("id", "id", [dialect.db_uuid(i) for i in chunk])
                 self._execute(f"DELETE FROM {TASK_TABLE} WHERE {where}", params)
             changed = [self._change(change, mod.claimant, now_row) for change in mod.changes]
             inserted = self._insert(mod, now_row)
@@ -451,18 +458,18 @@ class DjangoBackend(Backend):
 
     def _change(self, change: TaskChange, claimant: uuid.UUID | None, now: Any) -> Task:
         dialect = self.dialect
-        at = now if change.at is None else dialect.time(change.at)
+        at = now if change.at is None else dialect.db_time(change.at)
         rows = self._execute(
             f"UPDATE {TASK_TABLE} SET version = version + 1, queue = %(queue)s, "
             "value = %(value)s, at = %(at)s, claimant = %(claimant)s, attempt = %(attempt)s, "
             f"err = %(err)s, modified = %(now)s WHERE id = %(id)s RETURNING {COLUMNS}",
             {
-                "id": dialect.uuid(change.id),
+                "id": dialect.db_uuid(change.id),
                 "queue": change.queue,
                 "value": change.value,
                 "at": at,
                 # A change into the future keeps (or takes) the claim; otherwise it releases.
-                "claimant": dialect.uuid(claimant) if at > now else None,
+                "claimant": dialect.db_uuid(claimant) if at > now else None,
                 "attempt": change.attempt,
                 "err": change.err,
                 "now": now,
@@ -473,32 +480,44 @@ class DjangoBackend(Backend):
     def _insert(self, mod: Modification, now: Any) -> list[Task]:
         dialect = self.dialect
         inserted: list[Task] = []
-        claimant = dialect.uuid(mod.claimant)
+        claimant = dialect.db_uuid(mod.claimant)
         for chunk in _chunks(mod.inserts):
             rows = []
             params: dict[str, Any] = {"now": now, "claimant": claimant}
             tasks = []
             for i, data in enumerate(chunk):
                 task_id = data.id or uuid.uuid4()
-                at = now if data.at is None else dialect.time(data.at)
-                params.update({
-                    f"id{i}": dialect.uuid(task_id), f"q{i}": data.queue, f"at{i}": at,
-                    f"v{i}": data.value, f"a{i}": data.attempt, f"e{i}": data.err,
-                })
+                at = now if data.at is None else dialect.db_time(data.at)
+                params.update(
+                    {
+                        f"id{i}": dialect.db_uuid(task_id),
+                        f"q{i}": data.queue,
+                        f"at{i}": at,
+                        f"v{i}": data.value,
+                        f"a{i}": data.attempt,
+                        f"e{i}": data.err,
+                    }
+                )
                 rows.append(
                     f"(%(id{i})s, %(q{i})s, 0, %(at{i})s, %(claimant)s, 0, %(v{i})s, "
                     f"%(now)s, %(now)s, %(a{i})s, %(e{i})s)"
                 )
                 tasks.append((task_id, data))
-            self._execute(
-                f"INSERT INTO {TASK_TABLE} ({COLUMNS}) VALUES {', '.join(rows)}", params
-            )
+            self._execute(f"INSERT INTO {TASK_TABLE} ({COLUMNS}) VALUES {', '.join(rows)}", params)
             created = dialect.read_time(now)
             inserted += [
                 Task(
-                    queue=data.queue, id=task_id, version=0, at=data.at or created,
-                    claimant=mod.claimant, claims=0, value=data.value, created=created,
-                    modified=created, attempt=data.attempt, err=data.err,
+                    queue=data.queue,
+                    id=task_id,
+                    version=0,
+                    at=data.at or created,
+                    claimant=mod.claimant,
+                    claims=0,
+                    value=data.value,
+                    created=created,
+                    modified=created,
+                    attempt=data.attempt,
+                    err=data.err,
                 )
                 for task_id, data in tasks
             ]
@@ -528,12 +547,12 @@ class DjangoBackend(Backend):
             conditions.append("queue = %(queue)s")
             params["queue"] = query.queue
         if query.ids:
-            where, id_params = dialect.in_list("id", "id", [dialect.uuid(i) for i in query.ids])
+            where, id_params = dialect.in_list("id", "id", [dialect.db_uuid(i) for i in query.ids])
             conditions.append(where)
             params.update(id_params)
         if query.claimant is not None:
             conditions.append(f"(at <= {dialect.now} OR claimant = %(claimant)s)")
-            params["claimant"] = dialect.uuid(query.claimant)
+            params["claimant"] = dialect.db_uuid(query.claimant)
         columns = COLUMNS_NO_VALUE if query.omit_values else COLUMNS
         sql = f"SELECT {columns} FROM {TASK_TABLE} WHERE {' AND '.join(conditions)}"
         if not query.ids:
@@ -574,10 +593,27 @@ class DjangoBackend(Backend):
         stats = {}
         for name, size, available, claimed, max_claims in self._execute(sql, params):
             stats[name] = QueueStat(
-                name=name, size=size, claimed=int(claimed), available=int(available),
-                future=size - int(available) - int(claimed), max_claims=max_claims,
+                name=name,
+                size=size,
+                claimed=int(claimed),
+                available=int(available),
+                future=size - int(available) - int(claimed),
+                max_claims=max_claims,
             )
         return stats
+
+    @classmethod
+    def stop_listening(cls) -> None:
+        """Close this process's ``LISTEN`` connections (blocking claims then poll).
+
+        For orderly shutdown, and before dropping a database; the next blocking claim
+        listens again.
+        """
+        with _shared_lock:
+            listeners = list(_listeners.values())
+            _listeners.clear()
+        for listener in listeners:
+            listener.stop()
 
     def release_thread(self) -> None:
         connection = connections[self.using]

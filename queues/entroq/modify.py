@@ -15,8 +15,8 @@ from .tasks import (
     Task,
     TaskData,
     TaskID,
-    aware_utc,
     as_uuid,
+    aware_utc,
     check_attempt,
     check_err,
     check_queue,
@@ -73,7 +73,8 @@ class Modification:
             if task_id in seen:
                 raise ValueError(f"task {task_id} appears more than once in one modification")
             seen.add(task_id)
-        for item in [*self.inserts, *self.changes]:
+        items: list[TaskData | TaskChange] = [*self.inserts, *self.changes]
+        for item in items:
             if len(item.value) > max_value_bytes:
                 raise ValueError(
                     f"value of {len(item.value)} bytes for queue {item.queue!r} is over "
@@ -138,8 +139,15 @@ def inserting_into(
     if arrival_in is not None:
         at = utcnow() + timedelta(seconds=seconds(arrival_in, "arrival_in"))
     return inserting(
-        TaskData(queue=queue, value=value, at=at, id=id, skip_colliding=skip_colliding,
-                 attempt=attempt, err=err)
+        TaskData(
+            queue=queue,
+            value=value,
+            at=at,
+            id=id,
+            skip_colliding=skip_colliding,
+            attempt=attempt,
+            err=err,
+        )
     )
 
 

@@ -67,9 +67,7 @@ def check_queue(queue: Any, name: str = "queue") -> str:
     if not queue:
         raise ValueError(f"{name} must not be empty")
     if len(queue) > MAX_QUEUE_LENGTH:
-        raise ValueError(
-            f"{name} is {len(queue)} characters long; the limit is {MAX_QUEUE_LENGTH}"
-        )
+        raise ValueError(f"{name} is {len(queue)} characters long; the limit is {MAX_QUEUE_LENGTH}")
     if "\x00" in queue:
         raise ValueError(f"{name} must not contain NUL characters")
     return queue
@@ -185,8 +183,12 @@ class Task:
     def data(self) -> TaskData:
         """Return this task's data, for inserting a copy of it."""
         return TaskData(
-            queue=self.queue, value=self.value, at=self.at, id=self.id,
-            attempt=self.attempt, err=self.err,
+            queue=self.queue,
+            value=self.value,
+            at=self.at,
+            id=self.id,
+            attempt=self.attempt,
+            err=self.err,
         )
 
     def copy_omit_value(self) -> Task:

@@ -4,31 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.UUIDField(primary_key=True, serialize=False)),
-                ('queue', models.CharField(max_length=500)),
-                ('version', models.IntegerField(default=0)),
-                ('at', models.DateTimeField()),
-                ('claimant', models.UUIDField(blank=True, null=True)),
-                ('claims', models.IntegerField(default=0)),
-                ('value', models.BinaryField(default=b'')),
-                ('created', models.DateTimeField()),
-                ('modified', models.DateTimeField()),
-                ('attempt', models.IntegerField(default=0)),
-                ('err', models.TextField(blank=True, default='')),
+                ("id", models.UUIDField(primary_key=True, serialize=False)),
+                ("queue", models.CharField(max_length=500)),
+                ("version", models.IntegerField(default=0)),
+                ("at", models.DateTimeField()),
+                ("claimant", models.UUIDField(blank=True, null=True)),
+                ("claims", models.IntegerField(default=0)),
+                ("value", models.BinaryField(default=b"")),
+                ("created", models.DateTimeField()),
+                ("modified", models.DateTimeField()),
+                ("attempt", models.IntegerField(default=0)),
+                ("err", models.TextField(blank=True, default="")),
             ],
             options={
-                'db_table': 'entroq_task',
-                'indexes': [models.Index(fields=['queue', 'at', 'id'], name='entroq_task_queue_at_id')],
+                "db_table": "entroq_task",
+                "indexes": [
+                    models.Index(fields=["queue", "at", "id"], name="entroq_task_queue_at_id")
+                ],
             },
         ),
     ]

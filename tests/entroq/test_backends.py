@@ -58,7 +58,8 @@ def test_a_future_task_is_claimable_only_once_due(eq: EntroQ) -> None:
     time.sleep(0.5)
     claimed = eq.try_claim("q")
 
-    assert claimed is not None and claimed.id == task.id
+    assert claimed is not None
+    assert claimed.id == task.id
 
 
 def test_change_releases_the_claim_and_keeps_the_id(eq: EntroQ) -> None:
@@ -95,9 +96,7 @@ def test_change_keeps_fields_not_given(eq: EntroQ) -> None:
 
     _, [changed] = eq.modify(entroq.changing(task, err="new"))
 
-    assert (changed.queue, changed.value, changed.attempt, changed.err) == (
-        "q", b"keep", 3, "new"
-    )
+    assert (changed.queue, changed.value, changed.attempt, changed.err) == ("q", b"keep", 3, "new")
 
 
 def test_listing_with_and_without_values(eq: EntroQ) -> None:
@@ -134,7 +133,9 @@ def test_listing_limited_to_a_claimant(eq: EntroQ, other: EntroQ) -> None:
     available = insert(eq, "q")
 
     assert {t.id for t in eq.tasks("q", claimant=eq.id)} == {
-        claimed_by_me.id, scheduled.id, available.id
+        claimed_by_me.id,
+        scheduled.id,
+        available.id,
     }
     assert {t.id for t in eq.tasks("q", claimant=other.id)} == {claimed_by_them.id, available.id}
 
@@ -191,7 +192,8 @@ def test_missing_and_stale_deletes(eq: EntroQ) -> None:
         eq.modify(missing.as_deletion(), stale.as_deletion())
 
     assert caught.value.deletes == [missing, stale]
-    assert caught.value.has_missing() and not caught.value.has_claims()
+    assert caught.value.has_missing()
+    assert not caught.value.has_claims()
     assert eq.tasks("q") == [task]
 
     eq.modify(task.as_deletion())
@@ -238,8 +240,11 @@ def test_every_problem_is_reported_at_once(eq: EntroQ, other: EntroQ) -> None:
     assert error.deletes == [delete]
     assert error.changes == [entroq.TaskID(change_of.id, 7)]
     assert error.claims == [held.id_version()]
-    assert error.has_missing() and error.has_claims() and error.has_collisions()
-    assert str(present.id) in str(error) and str(held.id) in str(error)
+    assert error.has_missing()
+    assert error.has_claims()
+    assert error.has_collisions()
+    assert str(present.id) in str(error)
+    assert str(held.id) in str(error)
 
 
 def test_a_dependency_pins_a_version(eq: EntroQ) -> None:
@@ -357,13 +362,14 @@ def test_claim_from_several_queues_is_fair(eq: EntroQ) -> None:
     eq.modify(*(entroq.inserting_into(q) for q in ("a", "b") for _ in range(60)))
     eq.modify(entroq.inserting_into("c"))  # one task: c is non-empty only at first
 
-    first_queues = Counter()
+    first_queues: Counter[str] = Counter()
     for _ in range(80):
         task = eq.try_claim("a", "b", "empty", duration=60)
         assert task is not None
         first_queues[task.queue] += 1
 
-    assert first_queues["a"] > 20 and first_queues["b"] > 20, first_queues
+    assert first_queues["a"] > 20, first_queues
+    assert first_queues["b"] > 20, first_queues
 
 
 def test_claim_is_not_strictly_first_in_first_out(eq: EntroQ) -> None:
@@ -412,7 +418,9 @@ def test_queue_matching_by_prefix_and_exact_name(eq: EntroQ) -> None:
     assert eq.queues(match_prefix="jobs/") == {"jobs/a": 1, "jobs/b": 2}
     assert eq.queues(match_exact="other") == {"other": 1}
     assert eq.queues(match_prefix=["jobs/"], match_exact=["other", "missing"]) == {
-        "jobs/a": 1, "jobs/b": 2, "other": 1,
+        "jobs/a": 1,
+        "jobs/b": 2,
+        "other": 1,
     }
     assert eq.queues(match_prefix="jobs%") == {}, "prefixes are literal, not patterns"
     assert len(eq.queues(limit=2)) == 2
@@ -426,9 +434,7 @@ def test_stats_are_exact(eq: EntroQ, other: EntroQ) -> None:
     for _ in range(3):
         insert(eq, "s")
     # Future and held by nobody: only a modification without a claimant makes one.
-    eq.backend.modify(
-        entroq.new_modification(None, entroq.inserting_into("s", arrival_in=60))
-    )
+    eq.backend.modify(entroq.new_modification(None, entroq.inserting_into("s", arrival_in=60)))
     claimed = eq.try_claim("s", duration=60)
     assert claimed is not None
     again = eq.modify(claimed.as_change(arrival_in=0))[1][0]  # released
@@ -439,7 +445,11 @@ def test_stats_are_exact(eq: EntroQ, other: EntroQ) -> None:
     stats = eq.queue_stats()
 
     assert stats["s"] == entroq.QueueStat(
-        name="s", size=4, claimed=2, available=1, future=1,
+        name="s",
+        size=4,
+        claimed=2,
+        available=1,
+        future=1,
         max_claims=max(t.claims for t in eq.tasks("s")),
     )
     assert stats["s"].max_claims >= 1
@@ -484,7 +494,8 @@ def test_renew_for_extends_the_lease(eq: EntroQ, other: EntroQ) -> None:
 def test_renew_all_for_and_a_lost_lease(eq: EntroQ, other: EntroQ) -> None:
     eq.modify(entroq.inserting_into("q"), entroq.inserting_into("q"))
     first, second = eq.try_claim("q", duration=60), eq.try_claim("q", duration=0.1)
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
 
     renewed = eq.renew_all_for([first, second], 60)
     assert [t.version for t in renewed] == [first.version + 1, second.version + 1]
@@ -493,7 +504,8 @@ def test_renew_all_for_and_a_lost_lease(eq: EntroQ, other: EntroQ) -> None:
     expired = eq.modify(renewed[1].as_change(arrival_in=0.1))[1][0]
     time.sleep(0.2)
     taken = other.try_claim("q", duration=60)
-    assert taken is not None and taken.id == expired.id
+    assert taken is not None
+    assert taken.id == expired.id
     with pytest.raises(entroq.DependencyError):
         eq.renew_for(expired, 60)
 

@@ -1,0 +1,44 @@
+"""Helpers for tests that start real processes against the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """Return a ``DATABASE_URL`` for the database the running test uses."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    return f"postgres://{auth}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "entroq_site.settings",
+        "DATABASE_URL": database_url(),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def start_python(code: str, **extra: str) -> subprocess.Popen[str]:
+    """Start ``python -c code`` with Django set up on the test database."""
+    setup = "import django; django.setup()\n"
+    return subprocess.Popen(
+        [sys.executable, "-c", setup + code],
+        env=subprocess_env(**extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -1,0 +1,42 @@
+"""The site itself: the placeholder page, the admin, and the client API without Django."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.test import Client
+
+from tests.helpers import ROOT
+
+
+def test_the_client_api_imports_without_django_configured() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = (
+        "import sys\n"
+        "from queues import entroq\n"
+        "eq = entroq.EntroQ(entroq.MemoryBackend())\n"
+        "eq.modify(entroq.inserting_into('q', value=b'v'))\n"
+        "assert eq.try_claim('q').value == b'v'\n"
+        "assert 'django.db' not in sys.modules, 'Django is loaded only for DjangoBackend'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.django_db
+def test_the_home_page_says_how_to_log_in(client: Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"createsuperuser" in response.content
+
+
+@pytest.mark.django_db
+def test_the_admin_asks_for_a_login(client: Client) -> None:
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
