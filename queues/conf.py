@@ -9,6 +9,10 @@ from queues.entroq.tasks import DEFAULT_MAX_VALUE_BYTES
 DEFAULTS: dict[str, Any] = {
     # The largest task value stored, in bytes.
     "MAX_VALUE_BYTES": DEFAULT_MAX_VALUE_BYTES,
+    # On PostgreSQL, run the claim and delete statements as prepared statements.
+    # Turn off behind a pooler that cannot carry them (PgBouncer in transaction mode
+    # before 1.21).
+    "PREPARE_STATEMENTS": True,
 }
 
 

@@ -49,15 +49,60 @@ def _chunks[T](items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+# One statement: lock one of the oldest available tasks of a random queue that has
+# any, skipping rows other claims hold, and claim it. A row that a concurrent claim
+# locked and committed first is re-checked and dropped (its ``at`` moved on).
+POSTGRES_CLAIM = f"""
+    WITH q AS (
+        SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
+    ), candidates AS MATERIALIZED (
+        SELECT c.id, q.queue_rank, random() AS task_rank
+        FROM q CROSS JOIN LATERAL (
+            SELECT id FROM {TASK_TABLE}
+            WHERE queue = q.name AND at <= now()
+            ORDER BY at LIMIT {CLAIM_CANDIDATES}
+        ) AS c
+    ), picked AS (
+        SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
+        WHERE t.at <= now()
+        ORDER BY candidates.queue_rank, candidates.task_rank
+        LIMIT 1
+        FOR UPDATE OF t SKIP LOCKED
+    )
+    UPDATE {TASK_TABLE} AS t
+    SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
+        at = now() + make_interval(secs => %(duration)s), modified = now()
+    FROM picked WHERE t.id = picked.id
+    RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
+"""
+POSTGRES_INSERT = f"""
+    INSERT INTO {TASK_TABLE} ({COLUMNS})
+    SELECT id, queue, 0, at, %(claimant)s, 0, value, %(now)s, %(now)s, attempt, err
+    FROM unnest(%(ids)b::uuid[], %(queues)b::text[], %(ats)b::timestamptz[],
+                %(values)b::bytea[], %(attempts)b::int[], %(errs)b::text[])
+        AS new(id, queue, at, value, attempt, err)
+"""
+# Delete one task version unless another claimant holds it; ``{now}`` is the clock.
+DELETE_ONE = (
+    f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
+    "AND (claimant IS NULL OR claimant = %(me)s OR at <= {now})"
+)
+
+
 class _Dialect:
     """What differs between databases: the clock, and how values travel."""
+
+    def hot_cursor(self) -> Any:
+        """Return the cursor for the claim and delete statements."""
+        return connections[self.using].cursor()
 
     vendor = ""
     now = ""  # SQL for the database clock
     lock = ""  # row-lock clause for the rows a modification checks
 
-    def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.connection = connection
+    def __init__(self, using: str) -> None:
+        # An alias, not a connection: Django's connections belong to one thread each.
+        self.using = using
 
     def params(self) -> dict[str, Any]:
         """Return the parameters every statement may use."""
@@ -103,8 +148,40 @@ class _Postgres(_Dialect):
     now = "now()"
     lock = "FOR UPDATE"
 
-    def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
-        return f"{column} = ANY(%({name})s)", {name: list(values)}
+    def __init__(self, using: str, *, prepare: bool) -> None:
+        import psycopg
+
+        super().__init__(using)
+        self.prepare = prepare
+
+        class HotCursor(psycopg.Cursor[Any]):
+            """Binds parameters on the server and, if asked, prepares what it runs."""
+
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                kwargs.setdefault("prepare", prepare)
+                return super().execute(query, params, **kwargs)
+
+        self.cursor_class = HotCursor
+
+    def hot_cursor(self) -> Any:
+        """Return a Django cursor for the claim, delete and bulk insert statements.
+
+        Parameters are bound on the server, so arrays travel in binary; statements
+        are prepared (planning the claim costs as much as running it, and a prepared
+        statement plans once per connection). It is Django's cursor wrapper, so
+        execute wrappers, query logging and error translation apply as to any query.
+        """
+        connection = connections[self.using]
+        connection.ensure_connection()
+        raw = connection.connection
+        if self.prepare and raw.prepare_threshold is None:
+            # Django turns psycopg's preparation off (None); an unreachable threshold
+            # turns it on for explicit requests only, so other queries are unchanged.
+            raw.prepare_threshold = 2**31 - 1
+        cursor: Any = self.cursor_class(raw)  # django-stubs expects a wrapper here
+        if connection.queries_logged:
+            return connection.make_debug_cursor(cursor)
+        return connection.make_cursor(cursor)
 
 
 class _SQLite(_Dialect):
@@ -212,7 +289,9 @@ class DjangoBackend(Backend):
         if self._dialect is None:
             connection = connections[self.using]
             if connection.vendor == "postgresql":
-                self._dialect = _Postgres(connection)
+                from queues import conf
+
+                self._dialect = _Postgres(self.using, prepare=bool(conf.get("PREPARE_STATEMENTS")))
             elif connection.vendor == "sqlite":
                 mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
                 if str(mode).upper() != "IMMEDIATE":
@@ -223,7 +302,7 @@ class DjangoBackend(Backend):
                         "['transaction_mode'] = 'IMMEDIATE' so that concurrent claims and "
                         "modifications take the write lock up front"
                     )
-                self._dialect = _SQLite(connection)
+                self._dialect = _SQLite(self.using)
             else:
                 raise NotImplementedError(
                     f"EntroQ supports PostgreSQL and SQLite, not {connection.vendor}"
@@ -293,38 +372,15 @@ class DjangoBackend(Backend):
         return None
 
     def _claim_postgres(self, query: ClaimQuery) -> Task | None:
-        # One statement: lock one of the oldest available tasks of a random queue that
-        # has any, skipping rows other claims hold, and claim it. Rows locked by a
-        # concurrent claim that commits first are re-checked and dropped (their ``at``
-        # moved to the future).
-        sql = f"""
-            WITH q AS (
-                SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
-            ), candidates AS MATERIALIZED (
-                SELECT c.id, q.queue_rank, random() AS task_rank
-                FROM q CROSS JOIN LATERAL (
-                    SELECT id FROM {TASK_TABLE}
-                    WHERE queue = q.name AND at <= now()
-                    ORDER BY at LIMIT {CLAIM_CANDIDATES}
-                ) AS c
-            ), picked AS (
-                SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
-                WHERE t.at <= now()
-                ORDER BY candidates.queue_rank, candidates.task_rank
-                LIMIT 1
-                FOR UPDATE OF t SKIP LOCKED
-            )
-            UPDATE {TASK_TABLE} AS t
-            SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
-                at = now() + make_interval(secs => %(duration)s), modified = now()
-            FROM picked WHERE t.id = picked.id
-            RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
-        """
-        rows = self._execute(
-            sql,
-            {"queues": list(query.queues), "claimant": query.claimant, "duration": query.duration},
-        )
-        return self.dialect.row_to_task(rows[0]) if rows else None
+        params = {
+            "queues": list(query.queues),
+            "claimant": query.claimant,
+            "duration": float(query.duration),
+        }
+        with self.dialect.hot_cursor() as cursor:
+            cursor.execute(POSTGRES_CLAIM, params)
+            row = cursor.fetchone()
+        return self.dialect.row_to_task(row) if row else None
 
     def _claim_sqlite(self, query: ClaimQuery) -> Task | None:
         dialect = self.dialect
@@ -402,10 +458,9 @@ class DjangoBackend(Backend):
     def _delete_one(self, mod: Modification) -> bool:
         dialect = self.dialect
         target = mod.deletes[0]
-        with connections[self.using].cursor() as cursor:
+        with dialect.hot_cursor() as cursor:
             cursor.execute(
-                f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
-                f"AND (claimant IS NULL OR claimant = %(me)s OR at <= {dialect.now})",
+                DELETE_ONE.format(now=dialect.now),
                 {
                     **dialect.params(),
                     "id": dialect.db_uuid(target.id),
@@ -478,50 +533,65 @@ class DjangoBackend(Backend):
         return dialect.row_to_task(rows[0])
 
     def _insert(self, mod: Modification, now: Any) -> list[Task]:
+        if not mod.inserts:
+            return []
         dialect = self.dialect
-        inserted: list[Task] = []
-        claimant = dialect.db_uuid(mod.claimant)
-        for chunk in _chunks(mod.inserts):
-            rows = []
-            params: dict[str, Any] = {"now": now, "claimant": claimant}
-            tasks = []
-            for i, data in enumerate(chunk):
-                task_id = data.id or uuid.uuid4()
-                at = now if data.at is None else dialect.db_time(data.at)
-                params.update(
+        created = dialect.read_time(now)
+        tasks = [
+            Task(
+                queue=data.queue,
+                id=data.id or uuid.uuid4(),
+                version=0,
+                at=data.at or created,
+                claimant=mod.claimant,
+                claims=0,
+                value=data.value,
+                created=created,
+                modified=created,
+                attempt=data.attempt,
+                err=data.err,
+            )
+            for data in mod.inserts
+        ]
+        if dialect.vendor == "postgresql":
+            # One statement of fixed text with an array a column, however many rows:
+            # the server parses (and the client quotes) nothing per row.
+            with dialect.hot_cursor() as cursor:
+                cursor.execute(
+                    POSTGRES_INSERT,
                     {
-                        f"id{i}": dialect.db_uuid(task_id),
-                        f"q{i}": data.queue,
-                        f"at{i}": at,
-                        f"v{i}": data.value,
-                        f"a{i}": data.attempt,
-                        f"e{i}": data.err,
-                    }
+                        "ids": [t.id for t in tasks],
+                        "queues": [t.queue for t in tasks],
+                        "ats": [t.at for t in tasks],
+                        "values": [t.value for t in tasks],
+                        "attempts": [t.attempt for t in tasks],
+                        "errs": [t.err for t in tasks],
+                        "claimant": mod.claimant,
+                        "now": created,
+                    },
                 )
-                rows.append(
-                    f"(%(id{i})s, %(q{i})s, 0, %(at{i})s, %(claimant)s, 0, %(v{i})s, "
-                    f"%(now)s, %(now)s, %(a{i})s, %(e{i})s)"
+        else:
+            claimant = dialect.db_uuid(mod.claimant)
+            with connections[self.using].cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {TASK_TABLE} ({COLUMNS}) VALUES "
+                    "(%s, %s, 0, %s, %s, 0, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            dialect.db_uuid(t.id),
+                            t.queue,
+                            dialect.db_time(t.at),
+                            claimant,
+                            t.value,
+                            now,
+                            now,
+                            t.attempt,
+                            t.err,
+                        )
+                        for t in tasks
+                    ],
                 )
-                tasks.append((task_id, data))
-            self._execute(f"INSERT INTO {TASK_TABLE} ({COLUMNS}) VALUES {', '.join(rows)}", params)
-            created = dialect.read_time(now)
-            inserted += [
-                Task(
-                    queue=data.queue,
-                    id=task_id,
-                    version=0,
-                    at=data.at or created,
-                    claimant=mod.claimant,
-                    claims=0,
-                    value=data.value,
-                    created=created,
-                    modified=created,
-                    attempt=data.attempt,
-                    err=data.err,
-                )
-                for task_id, data in tasks
-            ]
-        return inserted
+        return tasks
 
     def _notify(self, queues: set[str]) -> None:
         if not queues:

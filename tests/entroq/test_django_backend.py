@@ -68,6 +68,26 @@ def test_enqueueing_inside_a_transaction_rolls_back_with_it(eq: EntroQ) -> None:
     assert eq.queues() == {}
 
 
+def test_each_thread_claims_on_its_own_connection(eq: EntroQ) -> None:
+    seen: list[entroq.Task | None] = []
+
+    def claim_elsewhere() -> None:
+        try:
+            seen.append(EntroQ(eq.backend).try_claim("q"))
+        finally:
+            eq.backend.release_thread()
+
+    eq.try_claim("warm-up")  # the backend has served this thread first
+    with transaction.atomic():
+        eq.modify(entroq.inserting_into("q"))
+        thread = threading.Thread(target=claim_elsewhere)
+        thread.start()
+        thread.join(30)
+
+    assert seen == [None], "another thread must not see an uncommitted insert"
+    assert eq.try_claim("q") is not None
+
+
 def test_concurrent_modifications_of_the_same_tasks_lose_no_update(eq: EntroQ) -> None:
     [a, b], _ = eq.modify(entroq.inserting_into("q"), entroq.inserting_into("q"))
     successes: list[int] = []
