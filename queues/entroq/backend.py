@@ -151,11 +151,10 @@ class Backend(ABC):
         with self.subscribe(query.queues) as woken:
             while True:
                 woken.clear()
-                task = self.try_claim(query)
+                task, arrival = self.try_claim_or_arrival(query)
                 if task is not None:
                     return task
                 wait = query.poll_time
-                arrival = self.seconds_until_arrival(query.queues)
                 if arrival is not None:
                     # A task that is due but was not won (another claimant got there
                     # first, or it is locked) is worth another try soon, not at once.
@@ -168,6 +167,14 @@ class Backend(ABC):
                         )
                     wait = min(wait, remaining)
                 woken.wait(wait)
+
+    def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
+        """Try to claim; when nothing is claimed, also return ``seconds_until_arrival``.
+
+        Override to answer both in fewer round trips than the two calls.
+        """
+        task = self.try_claim(query)
+        return task, None if task is not None else self.seconds_until_arrival(query.queues)
 
     @contextlib.contextmanager
     def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:

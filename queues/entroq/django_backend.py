@@ -9,6 +9,7 @@ on SQLite, which runs inside this process, the host's clock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import threading
@@ -103,6 +104,7 @@ class _Dialect:
     def __init__(self, using: str) -> None:
         # An alias, not a connection: Django's connections belong to one thread each.
         self.using = using
+        self.delete_one = DELETE_ONE.format(now=self.now)
 
     def params(self) -> dict[str, Any]:
         """Return the parameters every statement may use."""
@@ -162,6 +164,7 @@ class _Postgres(_Dialect):
                 return super().execute(query, params, **kwargs)
 
         self.cursor_class = HotCursor
+        self.local = threading.local()
 
     def hot_cursor(self) -> Any:
         """Return a Django cursor for the claim, delete and bulk insert statements.
@@ -178,10 +181,14 @@ class _Postgres(_Dialect):
             # Django turns psycopg's preparation off (None); an unreachable threshold
             # turns it on for explicit requests only, so other queries are unchanged.
             raw.prepare_threshold = 2**31 - 1
-        cursor: Any = self.cursor_class(raw)  # django-stubs expects a wrapper here
         if connection.queries_logged:
-            return connection.make_debug_cursor(cursor)
-        return connection.make_cursor(cursor)
+            # Logging is switched on and off at run time: a logging cursor is not kept.
+            return connection.make_debug_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
+        # Kept for this thread and connection: a new cursor costs as much as a statement.
+        cached = getattr(self.local, "cursor", None)
+        if cached is None or cached.cursor.connection is not raw or cached.cursor.closed:
+            cached = self.local.cursor = connection.make_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
+        return cached
 
 
 class _SQLite(_Dialect):
@@ -359,17 +366,21 @@ class DjangoBackend(Backend):
     # Claims.
 
     def try_claim(self, query: ClaimQuery) -> Task | None:
+        return self.try_claim_or_arrival(query)[0]
+
+    def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
         claim = self._claim_postgres if self.dialect.vendor == "postgresql" else self._claim_sqlite
         # Under heavy contention every candidate may be taken by concurrent claims;
         # if tasks are still available, try again rather than report an empty queue.
+        arrival = None
         for _ in range(3):
             task = self._retrying(lambda: claim(query))
             if task is not None:
-                return task
+                return task, None
             arrival = self.seconds_until_arrival(query.queues)
             if arrival is None or arrival > 0:
-                return None
-        return None
+                break
+        return None, arrival
 
     def _claim_postgres(self, query: ClaimQuery) -> Task | None:
         params = {
@@ -377,9 +388,9 @@ class DjangoBackend(Backend):
             "claimant": query.claimant,
             "duration": float(query.duration),
         }
-        with self.dialect.hot_cursor() as cursor:
-            cursor.execute(POSTGRES_CLAIM, params)
-            row = cursor.fetchone()
+        cursor = self.dialect.hot_cursor()
+        cursor.execute(POSTGRES_CLAIM, params)
+        row = cursor.fetchone()
         return self.dialect.row_to_task(row) if row else None
 
     def _claim_sqlite(self, query: ClaimQuery) -> Task | None:
@@ -439,9 +450,7 @@ class DjangoBackend(Backend):
     def claim(self, query: ClaimQuery, timeout: float | None = None) -> Task:
         if self.dialect.vendor == "sqlite":
             # Other processes cannot notify us on SQLite: look again at least every second.
-            query = ClaimQuery(
-                query.queues, query.claimant, query.duration, min(query.poll_time, 1.0)
-            )
+            query = dataclasses.replace(query, poll_time=min(query.poll_time, 1.0))
         return super().claim(query, timeout)
 
     # Modifications.
@@ -458,17 +467,17 @@ class DjangoBackend(Backend):
     def _delete_one(self, mod: Modification) -> bool:
         dialect = self.dialect
         target = mod.deletes[0]
-        with dialect.hot_cursor() as cursor:
-            cursor.execute(
-                DELETE_ONE.format(now=dialect.now),
-                {
-                    **dialect.params(),
-                    "id": dialect.db_uuid(target.id),
-                    "version": target.version,
-                    "me": dialect.db_uuid(mod.claimant),
-                },
-            )
-            return bool(cursor.rowcount == 1)
+        cursor = dialect.hot_cursor()
+        cursor.execute(
+            dialect.delete_one,
+            {
+                **dialect.params(),
+                "id": dialect.db_uuid(target.id),
+                "version": target.version,
+                "me": dialect.db_uuid(mod.claimant),
+            },
+        )
+        return bool(cursor.rowcount == 1)
 
     def _modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         dialect = self.dialect
@@ -556,20 +565,19 @@ class DjangoBackend(Backend):
         if dialect.vendor == "postgresql":
             # One statement of fixed text with an array a column, however many rows:
             # the server parses (and the client quotes) nothing per row.
-            with dialect.hot_cursor() as cursor:
-                cursor.execute(
-                    POSTGRES_INSERT,
-                    {
-                        "ids": [t.id for t in tasks],
-                        "queues": [t.queue for t in tasks],
-                        "ats": [t.at for t in tasks],
-                        "values": [t.value for t in tasks],
-                        "attempts": [t.attempt for t in tasks],
-                        "errs": [t.err for t in tasks],
-                        "claimant": mod.claimant,
-                        "now": created,
-                    },
-                )
+            dialect.hot_cursor().execute(
+                POSTGRES_INSERT,
+                {
+                    "ids": [t.id for t in tasks],
+                    "queues": [t.queue for t in tasks],
+                    "ats": [t.at for t in tasks],
+                    "values": [t.value for t in tasks],
+                    "attempts": [t.attempt for t in tasks],
+                    "errs": [t.err for t in tasks],
+                    "claimant": mod.claimant,
+                    "now": created,
+                },
+            )
         else:
             claimant = dialect.db_uuid(mod.claimant)
             with connections[self.using].cursor() as cursor:

@@ -68,6 +68,7 @@ def test_enqueueing_inside_a_transaction_rolls_back_with_it(eq: EntroQ) -> None:
     assert eq.queues() == {}
 
 
+@pytest.mark.postgres  # SQLite has one writer: the other thread would wait for our lock
 def test_each_thread_claims_on_its_own_connection(eq: EntroQ) -> None:
     seen: list[entroq.Task | None] = []
 
