@@ -122,7 +122,7 @@ class _Dialect:
 
     def read_time(self, value: Any) -> datetime:
         assert isinstance(value, datetime)
-        return value.astimezone(UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
 
     def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
         keys = [f"{name}{i}" for i in range(len(values))]
@@ -156,8 +156,17 @@ class _Postgres(_Dialect):
         super().__init__(using)
         self.prepare = prepare
 
+        from psycopg.types.datetime import TimestamptzLoader
+
         class HotCursor(psycopg.Cursor[Any]):
             """Binds parameters on the server and, if asked, prepares what it runs."""
+
+            def __init__(self, connection: Any) -> None:
+                super().__init__(connection)
+                # Django's loader for timestamptz is Python code run for every value;
+                # psycopg's own (in C) gives the same aware datetimes, which
+                # ``read_time`` turns into UTC.
+                self.adapters.register_loader("timestamptz", TimestamptzLoader)
 
             def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
                 kwargs.setdefault("prepare", prepare)
@@ -175,6 +184,13 @@ class _Postgres(_Dialect):
         execute wrappers, query logging and error translation apply as to any query.
         """
         connection = connections[self.using]
+        cached = getattr(self.local, "cursor", None)
+        if (
+            cached is not None
+            and connection.connection is cached.cursor.connection
+            and not connection.queries_logged
+        ):
+            return cached
         connection.ensure_connection()
         raw = connection.connection
         if self.prepare and raw.prepare_threshold is None:
@@ -185,10 +201,8 @@ class _Postgres(_Dialect):
             # Logging is switched on and off at run time: a logging cursor is not kept.
             return connection.make_debug_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
         # Kept for this thread and connection: a new cursor costs as much as a statement.
-        cached = getattr(self.local, "cursor", None)
-        if cached is None or cached.cursor.connection is not raw or cached.cursor.closed:
-            cached = self.local.cursor = connection.make_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
-        return cached
+        self.local.cursor = connection.make_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
+        return self.local.cursor
 
 
 class _SQLite(_Dialect):

@@ -350,6 +350,23 @@ def test_blocking_claim_wakes_when_a_future_task_comes_due(eq: EntroQ) -> None:
     assert time.monotonic() - started < 1.5
 
 
+def test_blocking_claim_polls_when_no_notification_comes() -> None:
+    class Unnotified(entroq.MemoryBackend):
+        """A store whose waiters are never woken: only polling finds new tasks."""
+
+        subscribe = entroq.Backend.subscribe
+
+    backend = Unnotified()
+    inserter = threading.Timer(0.3, lambda: EntroQ(backend).modify(entroq.inserting_into("q")))
+    inserter.start()
+    started = time.monotonic()
+
+    task = EntroQ(backend).claim("q", poll_time=0.5, timeout=10)
+
+    assert task.queue == "q"
+    assert 0.4 < time.monotonic() - started < 3, "found by the poll after the insert"
+
+
 def test_claim_times_out(eq: EntroQ) -> None:
     started = time.monotonic()
     with pytest.raises(entroq.ClaimTimeout):

@@ -123,6 +123,46 @@ def test_concurrent_modifications_of_the_same_tasks_lose_no_update(eq: EntroQ) -
     assert final[a.id].value == b"." * len(successes)
 
 
+def test_concurrent_inserts_of_one_explicit_id_collide_cleanly(eq: EntroQ) -> None:
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def insert(task_id: uuid.UUID, start: threading.Barrier) -> None:
+        client = EntroQ(eq.backend)
+        try:
+            start.wait()
+            client.modify(entroq.inserting_into("q", id=task_id))
+            result = "inserted"
+        except entroq.DependencyError as error:
+            result = "collided" if error.inserts == [entroq.TaskID(task_id, 0)] else repr(error)
+        except Exception as error:  # an escaped IntegrityError would land here
+            result = repr(error)
+        finally:
+            eq.backend.release_thread()
+        with lock:
+            outcomes.append(result)
+
+    rounds = 20
+    for _ in range(rounds):
+        task_id, start = uuid.uuid4(), threading.Barrier(2)
+        threads = [threading.Thread(target=insert, args=(task_id, start)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+
+    assert sorted(set(outcomes)) == ["collided", "inserted"]
+    assert outcomes.count("inserted") == outcomes.count("collided") == rounds
+    assert len(eq.tasks("q")) == rounds
+
+
+@pytest.mark.sqlite
+def test_sqlite_runs_in_wal_mode() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+
+
 @pytest.mark.postgres
 def test_notifies_once_per_queue_per_transaction(eq: EntroQ) -> None:
     settings = connection.settings_dict
