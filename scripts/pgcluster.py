@@ -47,7 +47,7 @@ def free_port() -> int:
 
 
 def as_owner(cmd: list[str]) -> list[str]:
-    """Run ``cmd`` as the postgres user when we are root."""
+    """Run ``cmd`` as the postgres user when we are root (from a folder it may enter)."""
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
@@ -89,6 +89,7 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=folder,
         )
         subprocess.run(
             as_owner(
@@ -108,6 +109,7 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=folder,
         )
         try:
             subprocess.run(
@@ -129,6 +131,7 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
                 as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
                 check=False,
                 stdout=subprocess.DEVNULL,
+                cwd=folder,
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
