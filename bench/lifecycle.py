@@ -3,7 +3,7 @@
 Starts a throwaway PostgreSQL cluster at default durability, then:
 
 1. bulk insert: N tasks through ``EntroQ.modify`` (1,000 a modification) beside raw
-   psycopg sending the same multi-row INSERTs;
+   psycopg sending plain multi-row INSERTs of 1,000 rows (the obvious way to do it);
 2. claim-and-delete: W worker processes drain N tasks through ``EntroQ.try_claim`` and
    ``EntroQ.modify(task.as_deletion())``, beside W raw psycopg processes sending the
    same claim and delete statements (autocommit);
@@ -41,10 +41,6 @@ INSERT_BATCH = 1000
 
 
 def entroq_worker(url: str) -> dict[str, Any]:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "entroq_site.settings")
-    os.environ["DJANGO_DEBUG"] = "0"
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench")
     import django
 
     django.setup()
@@ -80,7 +76,7 @@ def raw_postgres_worker(url: str) -> dict[str, Any]:
 
     from queues.entroq.django_backend import DELETE_ONE, POSTGRES_CLAIM, TASK_TABLE
 
-    delete = DELETE_ONE.format(now="now()")
+    delete = DELETE_ONE.format(now="statement_timestamp()")
     me = uuid.uuid4()
     statements = done = 0
     with psycopg.connect(url, autocommit=True) as conn:
@@ -107,7 +103,8 @@ def raw_sqlite_worker(url: str) -> dict[str, Any]:
     import sqlite3
     from datetime import UTC, datetime, timedelta
 
-    from queues.entroq.django_backend import CLAIM_CANDIDATES, DELETE_ONE, TASK_TABLE
+    from queues.entroq.backend import CLAIM_CANDIDATES
+    from queues.entroq.django_backend import DELETE_ONE, TASK_TABLE
 
     def now() -> datetime:
         return datetime.now(UTC).replace(tzinfo=None)
@@ -203,7 +200,14 @@ class Drain:
 
 
 def django_env(url: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "entroq_site.settings"}
+    """Return the environment of a production-like Django process on ``url``."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "entroq_site.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench",
+    }
 
 
 def migrate(url: str) -> None:

@@ -91,7 +91,7 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
             stdout=subprocess.DEVNULL,
             cwd=folder,
         )
-        subprocess.run(
+        started = subprocess.run(
             as_owner(
                 [
                     str(PG_BIN / "pg_ctl"),
@@ -107,10 +107,14 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
                     "start",
                 ]
             ),
-            check=True,
+            check=False,
             stdout=subprocess.DEVNULL,
             cwd=folder,
         )
+        if started.returncode != 0:
+            log = folder / "log"
+            sys.stderr.write(log.read_text() if log.exists() else "(no server log)\n")
+            raise SystemExit(f"pgcluster: PostgreSQL did not start on port {port}")
         try:
             subprocess.run(
                 [

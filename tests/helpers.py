@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from django.db import connection
 
@@ -17,8 +18,11 @@ def database_url() -> str:
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
-    auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
-    return f"postgres://{auth}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    auth = quote(settings["USER"], safe="")
+    if settings["PASSWORD"]:
+        auth += ":" + quote(settings["PASSWORD"], safe="")
+    host = quote(settings["HOST"], safe="")  # a socket folder is a path
+    return f"postgres://{auth}@{host}:{settings['PORT']}/{quote(settings['NAME'], safe='')}"
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

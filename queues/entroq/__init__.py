@@ -6,7 +6,15 @@ Importing this module needs no Django settings; only ``DjangoBackend`` (and
 
 from typing import TYPE_CHECKING
 
-from .backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .backend import (
+    DEFAULT_CLAIM_DURATION,
+    DEFAULT_CLAIM_POLL_TIME,
+    Backend,
+    ClaimQuery,
+    Notifier,
+    QueuesQuery,
+    TasksQuery,
+)
 from .client import EntroQ
 from .errors import (
     ClaimTimeout,
@@ -40,9 +48,6 @@ from .tasks import (
 
 if TYPE_CHECKING:
     from .django_backend import DjangoBackend
-
-DEFAULT_CLAIM_DURATION = 30.0
-DEFAULT_CLAIM_POLL_TIME = 30.0
 
 
 def __getattr__(name: str) -> object:

@@ -23,6 +23,12 @@ from .errors import ClaimTimeout
 from .modify import Modification
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task
 
+DEFAULT_CLAIM_DURATION = 30.0
+DEFAULT_CLAIM_POLL_TIME = 30.0
+# Claims pick at random among this many of the oldest available tasks of a queue:
+# close to first in, first out, yet a task that crashes its workers cannot block the head.
+CLAIM_CANDIDATES = 16
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimQuery:
@@ -30,8 +36,8 @@ class ClaimQuery:
 
     queues: tuple[str, ...]
     claimant: uuid.UUID
-    duration: float = 30.0
-    poll_time: float = 30.0
+    duration: float = DEFAULT_CLAIM_DURATION
+    poll_time: float = DEFAULT_CLAIM_POLL_TIME
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,7 @@ class Backend(ABC):
         queues is due, and every ``query.poll_time`` seconds at the latest.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost = 0  # tries in a row that found a due task but did not win it
         with self.subscribe(query.queues) as woken:
             while True:
                 woken.clear()
@@ -155,10 +162,14 @@ class Backend(ABC):
                 if task is not None:
                     return task
                 wait = query.poll_time
-                if arrival is not None:
-                    # A task that is due but was not won (another claimant got there
-                    # first, or it is locked) is worth another try soon, not at once.
-                    wait = min(wait, max(arrival, 0.01))
+                if arrival is not None and arrival <= 0:
+                    # Due but not won: others claimed it first, or a transaction holds
+                    # it. Try again soon, backing off while that goes on.
+                    lost += 1
+                    wait = min(wait, 0.01 * 2 ** min(lost, 7))
+                elif arrival is not None:
+                    lost = 0
+                    wait = min(wait, arrival)
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -190,6 +201,10 @@ class Backend(ABC):
         Claimed tasks count: their ``at`` is when the claim expires.
         """
         return None
+
+    def in_transaction(self) -> bool:
+        """Return whether the calling thread is inside a transaction of this backend."""
+        return False
 
     def release_thread(self) -> None:  # noqa: B027 (an optional hook)
         """Release what the calling thread holds (such as a database connection)."""

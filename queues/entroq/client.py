@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-from .backend import Backend, ClaimQuery, QueuesQuery, TasksQuery
+from .backend import (
+    DEFAULT_CLAIM_DURATION,
+    DEFAULT_CLAIM_POLL_TIME,
+    Backend,
+    ClaimQuery,
+    QueuesQuery,
+    TasksQuery,
+)
 from .errors import DependencyError
 from .modify import ModifyArg, changing, new_modification
 from .tasks import Duration, QueueStat, Task, as_uuid, check_queue, seconds
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def _names(match: str | Iterable[str], label: str) -> tuple[str, ...]:
@@ -100,16 +102,21 @@ class EntroQ:
         )
 
     def try_claim(
-        self, *queues: str, duration: Duration = 30, claimant: uuid.UUID | None = None
+        self,
+        *queues: str,
+        duration: Duration = DEFAULT_CLAIM_DURATION,
+        claimant: uuid.UUID | None = None,
     ) -> Task | None:
         """Claim a task from one of ``queues`` for ``duration``, or return ``None`` at once."""
-        return self.backend.try_claim(self._claim_query(queues, duration, 30, claimant))
+        return self.backend.try_claim(
+            self._claim_query(queues, duration, DEFAULT_CLAIM_POLL_TIME, claimant)
+        )
 
     def claim(
         self,
         *queues: str,
-        duration: Duration = 30,
-        poll_time: Duration = 30,
+        duration: Duration = DEFAULT_CLAIM_DURATION,
+        poll_time: Duration = DEFAULT_CLAIM_POLL_TIME,
         timeout: Duration | None = None,
         claimant: uuid.UUID | None = None,
     ) -> Task:
@@ -253,6 +260,10 @@ class EntroQ:
         period = seconds(lease, "lease")
         if period <= 0:
             raise ValueError("lease must be positive")
+        if self.backend.in_transaction():
+            # The renewals run on another connection: they would wait for this
+            # transaction's locks, or not see its uncommitted claim at all.
+            raise ValueError("do_with_renew cannot run inside a database transaction")
         renewer = _Renewer(self, list(tasks), period)
         renewer.start()
         try:
@@ -285,7 +296,9 @@ class _Renewer(threading.Thread):
 
     def stop(self, *, raise_error: bool = True) -> list[Task]:
         self._stop_event.set()
-        self.join()
+        self.join(max(self.lease, 10.0))
+        if self.is_alive() and raise_error:
+            raise TimeoutError(f"lease renewal still running after {max(self.lease, 10.0)} s")
         if self.error is not None and raise_error:
             raise self.error
         return self.tasks

@@ -2,14 +2,16 @@
 
 The hot paths (claim, delete) are single lean SQL statements sent through Django's
 cursor; the ORM model in ``queues.models`` owns the schema and serves the dashboard.
-Every comparison with "now" uses the database's clock: ``now()`` on PostgreSQL, and
+Every comparison with "now" uses the database's clock: ``statement_timestamp()`` on
+PostgreSQL (not ``now()``, which stands still for a whole transaction, and a caller's
+transaction may be long), and
 on SQLite, which runs inside this process, the host's clock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import json
 import logging
 import random
 import threading
@@ -22,7 +24,8 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .errors import DependencyError
 from .modify import Modification, TaskChange
 from .tasks import QueueStat, Task, utcnow
 
@@ -33,11 +36,10 @@ T = TypeVar("T")
 TASK_TABLE = "entroq_task"
 COLUMNS = "id, queue, version, at, claimant, claims, value, created, modified, attempt, err"
 COLUMNS_NO_VALUE = COLUMNS.replace("value", "NULL")
-# Claims pick at random among this many of the oldest available tasks of a queue.
-CLAIM_CANDIDATES = 16
-# Rows per statement when a modification touches many tasks (SQLite allows 32,766
-# parameters per statement; an insert row takes 11).
-CHUNK = 500
+# A bulk insert sends at most this many rows, and about this many value bytes, in one
+# statement (PostgreSQL refuses parameters over 1 GB).
+INSERT_ROWS = 10_000
+INSERT_BYTES = 64 * 1024 * 1024
 # Serialization failures, deadlocks, and a concurrent insert of the same explicit ID
 # (the retry then reports the collision properly).
 RETRY_SQLSTATES = {"40001", "40P01", "23505"}
@@ -45,9 +47,18 @@ RETRIES = 8
 NOTIFY_CHANNEL = "entroq"
 
 
-def _chunks[T](items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(tasks: list[Task]) -> Iterator[list[Task]]:
+    """Split ``tasks`` into batches of at most INSERT_ROWS rows and about INSERT_BYTES."""
+    batch: list[Task] = []
+    size = 0
+    for task in tasks:
+        if batch and (len(batch) >= INSERT_ROWS or size + len(task.value) > INSERT_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(task)
+        size += len(task.value)
+    if batch:
+        yield batch
 
 
 # One statement: lock one of the oldest available tasks of a random queue that has
@@ -60,19 +71,20 @@ POSTGRES_CLAIM = f"""
         SELECT c.id, q.queue_rank, random() AS task_rank
         FROM q CROSS JOIN LATERAL (
             SELECT id FROM {TASK_TABLE}
-            WHERE queue = q.name AND at <= now()
+            WHERE queue = q.name AND at <= statement_timestamp()
             ORDER BY at LIMIT {CLAIM_CANDIDATES}
         ) AS c
     ), picked AS (
         SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
-        WHERE t.at <= now()
+        WHERE t.at <= statement_timestamp()
         ORDER BY candidates.queue_rank, candidates.task_rank
         LIMIT 1
         FOR UPDATE OF t SKIP LOCKED
     )
     UPDATE {TASK_TABLE} AS t
     SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
-        at = now() + make_interval(secs => %(duration)s), modified = now()
+        at = statement_timestamp() + make_interval(secs => %(duration)s),
+        modified = statement_timestamp()
     FROM picked WHERE t.id = picked.id
     RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
 """
@@ -82,6 +94,8 @@ POSTGRES_INSERT = f"""
     FROM unnest(%(ids)b::uuid[], %(queues)b::text[], %(ats)b::timestamptz[],
                 %(values)b::bytea[], %(attempts)b::int[], %(errs)b::text[])
         AS new(id, queue, at, value, attempt, err)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
 """
 # Delete one task version unless another claimant holds it; ``{now}`` is the clock.
 DELETE_ONE = (
@@ -99,7 +113,9 @@ class _Dialect:
 
     vendor = ""
     now = ""  # SQL for the database clock
-    lock = ""  # row-lock clause for the rows a modification checks
+    lock_update = ""  # row locks for the rows a modification checks (SQLite has one writer)
+    lock_share = ""
+    queue_order = "queue"  # by code point, as Python sorts (SQLite compares bytes)
 
     def __init__(self, using: str) -> None:
         # An alias, not a connection: Django's connections belong to one thread each.
@@ -125,9 +141,8 @@ class _Dialect:
         return value if value.tzinfo is UTC else value.astimezone(UTC)
 
     def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
-        keys = [f"{name}{i}" for i in range(len(values))]
-        sql = f"{column} IN ({', '.join(f'%({k})s' for k in keys)})"
-        return sql, dict(zip(keys, values, strict=True))
+        """Return SQL testing ``column`` against ``values``, as one parameter ``name``."""
+        raise NotImplementedError
 
     def row_to_task(self, row: Sequence[Any]) -> Task:
         return Task(
@@ -147,8 +162,10 @@ class _Dialect:
 
 class _Postgres(_Dialect):
     vendor = "postgresql"
-    now = "now()"
-    lock = "FOR UPDATE"
+    now = "statement_timestamp()"
+    lock_update = "FOR UPDATE"
+    lock_share = "FOR SHARE"
+    queue_order = 'queue COLLATE "C"'
 
     def __init__(self, using: str, *, prepare: bool) -> None:
         import psycopg
@@ -174,6 +191,9 @@ class _Postgres(_Dialect):
 
         self.cursor_class = HotCursor
         self.local = threading.local()
+
+    def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        return f"{column} = ANY(%({name})s)", {name: list(values)}
 
     def hot_cursor(self) -> Any:
         """Return a Django cursor for the claim, delete and bulk insert statements.
@@ -228,6 +248,10 @@ class _SQLite(_Dialect):
     def read_uuid(self, value: Any) -> uuid.UUID:
         return uuid.UUID(hex=value)
 
+    def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        # One JSON parameter, however long the list (SQLite allows 32,766 parameters).
+        return f"{column} IN (SELECT value FROM json_each(%({name})s))", {name: json.dumps(values)}
+
     def read_time(self, value: Any) -> datetime:
         # Table columns come back parsed (Django registers converters for the
         # declared type); computed ones, such as the clock, as text.
@@ -252,9 +276,6 @@ class _PgListener:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="entroq-listen", daemon=True)
         self.thread.start()
-        # A claim subscribes before its first try; wait (briefly) until we listen so
-        # that no insert between that try and the LISTEN goes unnoticed.
-        self.listening.wait(5)
 
     def _run(self) -> None:
         import psycopg
@@ -375,7 +396,7 @@ class DjangoBackend(Backend):
     def time(self) -> datetime:
         if self.dialect.vendor == "sqlite":
             return utcnow()
-        return self.dialect.read_time(self._execute("SELECT now()", {})[0][0])
+        return self.dialect.read_time(self._execute("SELECT statement_timestamp()", {})[0][0])
 
     # Claims.
 
@@ -394,6 +415,11 @@ class DjangoBackend(Backend):
             arrival = self.seconds_until_arrival(query.queues)
             if arrival is None or arrival > 0:
                 break
+        listener = self._listener()
+        if listener is None or not listener.listening.is_set():
+            # No word comes from other processes (SQLite cannot send it; PostgreSQL's
+            # listener is down): look again at least every second.
+            arrival = 1.0 if arrival is None else min(arrival, 1.0)
         return None, arrival
 
     def _claim_postgres(self, query: ClaimQuery) -> Task | None:
@@ -438,7 +464,7 @@ class DjangoBackend(Backend):
         names = list(queues)
         if self.dialect.vendor == "postgresql":
             rows = self._execute(
-                f"""SELECT EXTRACT(EPOCH FROM min(first.at) - now())
+                f"""SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
                     FROM unnest(%(queues)s::text[]) AS name CROSS JOIN LATERAL (
                         SELECT at FROM {TASK_TABLE} WHERE queue = name ORDER BY at LIMIT 1
                     ) AS first""",
@@ -453,19 +479,24 @@ class DjangoBackend(Backend):
 
     @contextlib.contextmanager
     def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:
-        if self.dialect.vendor == "postgresql":
-            with _shared_lock:
-                if self._key not in _listeners:
-                    notifier = _notifiers.setdefault(self._key, Notifier())
-                    _listeners[self._key] = _PgListener(connections[self.using], notifier)
+        listener = self._listener()
+        if listener is not None:
+            # A claim subscribes before its first try; wait (briefly) until we listen
+            # so that no insert between that try and the LISTEN goes unnoticed.
+            listener.listening.wait(5)
         with self.notifier.subscribe(queues) as event:
             yield event
 
-    def claim(self, query: ClaimQuery, timeout: float | None = None) -> Task:
-        if self.dialect.vendor == "sqlite":
-            # Other processes cannot notify us on SQLite: look again at least every second.
-            query = dataclasses.replace(query, poll_time=min(query.poll_time, 1.0))
-        return super().claim(query, timeout)
+    def _listener(self) -> _PgListener | None:
+        """Return this process's listener on PostgreSQL, starting it on first use."""
+        if self.dialect.vendor != "postgresql":
+            return None
+        with _shared_lock:
+            listener = _listeners.get(self._key)
+            if listener is None:
+                notifier = _notifiers.setdefault(self._key, Notifier())
+                listener = _listeners[self._key] = _PgListener(connections[self.using], notifier)
+        return listener
 
     # Modifications.
 
@@ -496,31 +527,16 @@ class DjangoBackend(Backend):
     def _modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         dialect = self.dialect
         with transaction.atomic(using=self.using):
-            base = dialect.params()
-            now_row = self._execute(f"SELECT {dialect.now}", base)[0][0]
+            now_row = self._execute(f"SELECT {dialect.now}", dialect.params())[0][0]
             now = dialect.read_time(now_row)
-            # Lock every referenced row in ID order, so that concurrent modifications
-            # touching the same tasks queue up instead of deadlocking.
-            ids = sorted(set(mod.referenced_ids()))
-            found: dict[uuid.UUID, tuple[int, bool]] = {}
-            previous: dict[uuid.UUID, tuple[str, datetime]] = {}
-            for chunk in _chunks(ids):
-                where, params = dialect.in_list("id", "id", [dialect.db_uuid(i) for i in chunk])
-                for row in self._execute(
-                    f"SELECT id, version, claimant, at, queue FROM {TASK_TABLE} "
-                    f"WHERE {where} ORDER BY id {dialect.lock}",
-                    params,
-                ):
-                    task_id, at = dialect.read_uuid(row[0]), dialect.read_time(row[3])
-                    claimant = None if row[2] is None else dialect.read_uuid(row[2])
-                    held = at > now and claimant is not None and claimant != mod.claimant
-                    found[task_id] = (row[1], held)
-                    previous[task_id] = (row[4], at)
+            found, previous = self._lock(mod, now)
             error = mod.dependency_error(found)
             if error is not None:
                 raise error
-            for chunk in _chunks([d.id for d in mod.deletes]):
-                where, params = dialect.in_list("id", "id", [dialect.db_uuid(i) for i in chunk])
+            if mod.deletes:
+                where, params = dialect.in_list(
+                    "id", "ids", [dialect.db_uuid(d.id) for d in mod.deletes]
+                )
                 self._execute(f"DELETE FROM {TASK_TABLE} WHERE {where}", params)
             changed = [self._change(change, mod.claimant, now_row) for change in mod.changes]
             inserted = self._insert(mod, now_row)
@@ -534,12 +550,49 @@ class DjangoBackend(Backend):
             self._notify(wake)
         return inserted, changed
 
+    def _lock(
+        self, mod: Modification, now: datetime
+    ) -> tuple[dict[uuid.UUID, tuple[int, bool]], dict[uuid.UUID, tuple[str, datetime]]]:
+        """Lock and read the rows ``mod`` refers to; return what the checks need.
+
+        Rows to change or delete (and explicit insert IDs) are locked for update, in ID
+        order, so that concurrent modifications of the same tasks queue up instead of
+        deadlocking; rows only depended on are locked for share, so that many workers
+        can depend on one configuration task at once.
+        """
+        dialect = self.dialect
+        exclusive = sorted(
+            {d.id for d in mod.inserts if d.id}
+            | {c.id for c in mod.changes}
+            | {d.id for d in mod.deletes}
+        )
+        shared = sorted({d.id for d in mod.depends})
+        found: dict[uuid.UUID, tuple[int, bool]] = {}
+        previous: dict[uuid.UUID, tuple[str, datetime]] = {}
+        for ids, lock in ((exclusive, dialect.lock_update), (shared, dialect.lock_share)):
+            if not ids:
+                continue
+            where, params = dialect.in_list("id", "ids", [dialect.db_uuid(i) for i in ids])
+            for row in self._execute(
+                f"SELECT id, version, claimant, at, queue FROM {TASK_TABLE} "
+                f"WHERE {where} ORDER BY id {lock}",
+                params,
+            ):
+                task_id, at = dialect.read_uuid(row[0]), dialect.read_time(row[3])
+                claimant = None if row[2] is None else dialect.read_uuid(row[2])
+                held = at > now and claimant is not None and claimant != mod.claimant
+                found[task_id] = (row[1], held)
+                previous[task_id] = (row[4], at)
+        return found, previous
+
     def _change(self, change: TaskChange, claimant: uuid.UUID | None, now: Any) -> Task:
         dialect = self.dialect
         at = now if change.at is None else dialect.db_time(change.at)
+        # An unchanged value (every renewal) is neither sent nor rewritten.
+        value = "" if change.value is None else "value = %(value)s, "
         rows = self._execute(
-            f"UPDATE {TASK_TABLE} SET version = version + 1, queue = %(queue)s, "
-            "value = %(value)s, at = %(at)s, claimant = %(claimant)s, attempt = %(attempt)s, "
+            f"UPDATE {TASK_TABLE} SET version = version + 1, queue = %(queue)s, {value}"
+            "at = %(at)s, claimant = %(claimant)s, attempt = %(attempt)s, "
             f"err = %(err)s, modified = %(now)s WHERE id = %(id)s RETURNING {COLUMNS}",
             {
                 "id": dialect.db_uuid(change.id),
@@ -577,21 +630,30 @@ class DjangoBackend(Backend):
             for data in mod.inserts
         ]
         if dialect.vendor == "postgresql":
-            # One statement of fixed text with an array a column, however many rows:
-            # the server parses (and the client quotes) nothing per row.
-            dialect.hot_cursor().execute(
-                POSTGRES_INSERT,
-                {
-                    "ids": [t.id for t in tasks],
-                    "queues": [t.queue for t in tasks],
-                    "ats": [t.at for t in tasks],
-                    "values": [t.value for t in tasks],
-                    "attempts": [t.attempt for t in tasks],
-                    "errs": [t.err for t in tasks],
-                    "claimant": mod.claimant,
-                    "now": created,
-                },
-            )
+            for batch in _batches(tasks):
+                # One statement of fixed text with an array a column, however many rows:
+                # the server parses (and the client quotes) nothing per row. An explicit
+                # ID that a concurrent transaction inserted first is skipped here and
+                # reported below, even inside the caller's transaction.
+                cursor = dialect.hot_cursor()
+                cursor.execute(
+                    POSTGRES_INSERT,
+                    {
+                        "ids": [t.id for t in batch],
+                        "queues": [t.queue for t in batch],
+                        "ats": [t.at for t in batch],
+                        "values": [t.value for t in batch],
+                        "attempts": [t.attempt for t in batch],
+                        "errs": [t.err for t in batch],
+                        "claimant": mod.claimant,
+                        "now": created,
+                    },
+                )
+                stored = {row[0] for row in cursor.fetchall()}
+                if len(stored) != len(batch):
+                    raise DependencyError(
+                        inserts=[t.id_version() for t in batch if t.id not in stored]
+                    )
         else:
             claimant = dialect.db_uuid(mod.claimant)
             with connections[self.using].cursor() as cursor:
@@ -679,7 +741,7 @@ class DjangoBackend(Backend):
         )
         if matches:
             sql += f" WHERE {' OR '.join(matches)}"
-        sql += " GROUP BY queue ORDER BY queue"
+        sql += f" GROUP BY queue ORDER BY {dialect.queue_order}"
         if query.limit > 0:
             sql += f" LIMIT {int(query.limit)}"
         stats = {}
@@ -693,6 +755,13 @@ class DjangoBackend(Backend):
                 max_claims=max_claims,
             )
         return stats
+
+    def in_transaction(self) -> bool:
+        return bool(connections[self.using].in_atomic_block)
+
+    def close(self) -> None:
+        """Close this thread's connection; Django opens another when one is needed."""
+        self.release_thread()
 
     @classmethod
     def stop_listening(cls) -> None:

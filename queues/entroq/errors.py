@@ -126,7 +126,7 @@ def task_from_json_dict(data: dict[str, Any]) -> Task:
         at=_parse_time(data["at"]),
         claimant=None if claimant == NIL_UUID else claimant,
         claims=int(data.get("claims", 0)),
-        value=base64.b64decode(data.get("value") or ""),
+        value=base64.b64decode(data.get("value") or "", validate=True),
         created=_parse_time(data["created"]),
         modified=_parse_time(data["modified"]),
         attempt=int(data.get("attempt", 0)),
@@ -150,7 +150,7 @@ class ErrorTaskValue:
         try:
             parsed = json.loads(data)
             return cls(task=task_from_json_dict(parsed["task"]), err=str(parsed.get("err", "")))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an ErrorTaskValue: {exc}") from exc
 
 

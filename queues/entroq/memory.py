@@ -11,14 +11,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
-from .backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
 from .errors import DependencyError
 from .modify import Modification
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task, utcnow
-
-# Claims pick at random among this many of the oldest available tasks of a queue:
-# close to first-in first-out, yet a task that crashes its workers cannot block the head.
-CLAIM_CANDIDATES = 16
 
 
 class MemoryBackend(Backend):
@@ -97,7 +93,7 @@ class MemoryBackend(Backend):
                     old,
                     version=old.version + 1,
                     queue=change.queue,
-                    value=change.value,
+                    value=old.value if change.value is None else change.value,
                     at=at,
                     claimant=mod.claimant if at > now else None,
                     attempt=change.attempt,
@@ -132,7 +128,7 @@ class MemoryBackend(Backend):
         with self._lock:
             now = self.time()
             if query.ids:
-                found = (self._tasks.get(i) for i in query.ids)
+                found = (self._tasks.get(i) for i in dict.fromkeys(query.ids))
                 tasks = [t for t in found if t and (not query.queue or t.queue == query.queue)]
             else:
                 tasks = sorted(

@@ -31,12 +31,13 @@ class TaskChange:
     """The new state of a changed task, which must still be at ``version``.
 
     ``at=None`` means "now" by the backend's clock: a plain change releases the task.
+    ``value=None`` keeps the stored value (renewals need not send it back).
     """
 
     id: uuid.UUID
     version: int
     queue: str
-    value: bytes
+    value: bytes | None
     at: datetime | None
     attempt: int
     err: str
@@ -75,7 +76,7 @@ class Modification:
             seen.add(task_id)
         items: list[TaskData | TaskChange] = [*self.inserts, *self.changes]
         for item in items:
-            if len(item.value) > max_value_bytes:
+            if item.value is not None and len(item.value) > max_value_bytes:
                 raise ValueError(
                     f"value of {len(item.value)} bytes for queue {item.queue!r} is over "
                     f"the limit of {max_value_bytes} bytes"
@@ -191,7 +192,7 @@ def changing(
         id=task.id,
         version=task.version,
         queue=task.queue if queue is _UNSET else check_queue(queue),
-        value=task.value if value is _UNSET else check_value(value),
+        value=None if value is _UNSET else check_value(value),
         at=new_at,
         attempt=task.attempt if attempt is _UNSET else check_attempt(attempt),
         err=task.err if err is _UNSET else check_err(err),

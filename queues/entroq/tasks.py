@@ -17,6 +17,8 @@ MAX_QUEUE_LENGTH = 500
 # Error texts are for people; a worker that wants to keep more belongs in the value.
 MAX_ERR_LENGTH = 65_536
 DEFAULT_MAX_VALUE_BYTES = 10 * 1024 * 1024
+# Durations beyond a century are mistakes (and overflow timedelta and the databases).
+MAX_DURATION_SECONDS = 100 * 365 * 24 * 3600.0
 
 Duration = float | int | timedelta
 
@@ -34,8 +36,12 @@ def seconds(duration: Duration, name: str = "duration") -> float:
         value = float(duration)
     else:
         raise TypeError(f"{name} must be seconds or a timedelta, not {type(duration).__name__}")
-    if value < 0 or value != value:
+    if value != value:
+        raise ValueError(f"{name} must be a number of seconds, got NaN")
+    if value < 0:
         raise ValueError(f"{name} must not be negative, got {value} s")
+    if value > MAX_DURATION_SECONDS:
+        raise ValueError(f"{name} of {value} s is over the limit of 100 years")
     return value
 
 
@@ -49,15 +55,20 @@ def aware_utc(moment: datetime, name: str = "at") -> datetime:
 
 
 def as_uuid(value: Any, name: str = "id") -> uuid.UUID:
-    """Return ``value`` as a UUID; accept UUID objects and their string forms."""
-    if isinstance(value, uuid.UUID):
-        return value
+    """Return ``value`` as a UUID; accept UUID objects and their string forms.
+
+    The nil UUID is refused: EntroQ's Go API uses it to mean "none".
+    """
     if isinstance(value, str):
         try:
-            return uuid.UUID(value)
+            value = uuid.UUID(value)
         except ValueError:
             raise ValueError(f"{name} is not a UUID: {value!r}") from None
-    raise TypeError(f"{name} must be a UUID, not {type(value).__name__}")
+    if not isinstance(value, uuid.UUID):
+        raise TypeError(f"{name} must be a UUID, not {type(value).__name__}")
+    if value.int == 0:
+        raise ValueError(f"{name} must not be the nil UUID (use None for none)")
+    return value
 
 
 def check_queue(queue: Any, name: str = "queue") -> str:

@@ -100,6 +100,40 @@ def test_negative_durations_are_refused(eq: EntroQ, duration: float | timedelta)
     assert eq.tasks("q") == [task]
 
 
+@pytest.mark.parametrize(
+    ("duration", "message"),
+    [(float("inf"), "over the limit"), (1e12, "over the limit"), (float("nan"), "NaN")],
+)
+def test_endless_durations_are_refused(eq: EntroQ, duration: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        eq.try_claim("q", duration=duration)
+    with pytest.raises(ValueError, match=message):
+        eq.claim("q", poll_time=duration, timeout=0)
+    with pytest.raises(ValueError, match=message):
+        eq.modify(entroq.inserting_into("q", arrival_in=duration))
+    assert_store_untouched(eq)
+
+
+def test_the_nil_uuid_is_refused(eq: EntroQ) -> None:
+    nil = uuid.UUID(int=0)
+    with pytest.raises(ValueError, match="nil UUID"):
+        eq.modify(entroq.inserting_into("q", id=nil))
+    with pytest.raises(ValueError, match="nil UUID"):
+        eq.modify(entroq.deleting(nil, 0))
+    with pytest.raises(ValueError, match="nil UUID"):
+        EntroQ(eq.backend, claimant_id=nil)
+    assert_store_untouched(eq)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"", b"[]", b'{"task": []}', b'{"task": {"id": 5}}', b'{"task": {"value": "%%%"}}', b"\xff"],
+)
+def test_a_malformed_error_task_value_is_a_value_error(text: bytes) -> None:
+    with pytest.raises(ValueError, match="not an ErrorTaskValue"):
+        entroq.ErrorTaskValue.from_json(text)
+
+
 def test_durations_of_the_wrong_type_are_refused(eq: EntroQ) -> None:
     with pytest.raises(TypeError, match="seconds or a timedelta"):
         eq.try_claim("q", duration="30")  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -118,6 +119,7 @@ def test_concurrent_modifications_of_the_same_tasks_lose_no_update(eq: EntroQ) -
         thread.join(120)
 
     assert failures == []
+    assert successes, "some modifications went through"
     final = {t.id: t for t in eq.tasks("q")}
     assert final[a.id].version == final[b.id].version == len(successes)
     assert final[a.id].value == b"." * len(successes)
@@ -209,7 +211,8 @@ def test_a_blocking_claim_in_another_process_wakes_on_insert(eq: EntroQ) -> None
     )
     try:
         assert waiter.stdout is not None
-        assert waiter.stdout.readline().strip() == "ready", waiter.stderr
+        assert waiter.stderr is not None
+        assert waiter.stdout.readline().strip() == "ready", waiter.stderr.read()
         time.sleep(0.5)  # the waiter has found the queue empty and sleeps
         inserted_at = time.monotonic()
         eq.modify(entroq.inserting_into("wake", value=b"hello"))
@@ -222,11 +225,115 @@ def test_a_blocking_claim_in_another_process_wakes_on_insert(eq: EntroQ) -> None
 
 
 @pytest.mark.postgres
-def test_time_is_the_database_clock(eq: EntroQ) -> None:
+def test_every_now_is_the_database_clock(eq: EntroQ) -> None:
+    # Shadow the server's clock in this session: an hour behind the client's.
+    connection.close()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
-        (before,) = cursor.fetchone()
-    assert before <= eq.time()
+        cursor.execute("CREATE SCHEMA IF NOT EXISTS skewed")
+        cursor.execute(
+            "CREATE OR REPLACE FUNCTION skewed.statement_timestamp() RETURNS timestamptz "
+            "AS $$ SELECT pg_catalog.statement_timestamp() - interval '1 hour' $$ "
+            "LANGUAGE sql STABLE"
+        )
+        cursor.execute("SET search_path = skewed, pg_catalog, public")
+    try:
+        local = datetime.now(UTC)
+        assert timedelta(minutes=59) < local - eq.time() < timedelta(minutes=61)
+
+        [now_task, local_task], _ = eq.modify(
+            entroq.inserting_into("q"), entroq.inserting_into("q", at=local)
+        )
+        assert local - now_task.at > timedelta(minutes=59), "inserted at the database's now"
+        claimed = eq.try_claim("q", duration=60)
+        assert claimed is not None
+        assert claimed.id == now_task.id, "a task due by the client's clock is not yet due"
+        assert claimed.at < local, "the lease runs from the database's now"
+        assert eq.try_claim("q") is None
+        stat = eq.queue_stats()["q"]
+        assert (stat.available, stat.claimed) == (0, 2)
+        released = eq.modify(claimed.as_change())[1][0]
+        assert local - released.at > timedelta(minutes=59)
+        arrival = eq.backend.seconds_until_arrival(["q"])
+        assert arrival is not None
+        assert arrival < 0, "the released task is due by the database's clock"
+        assert local_task.at == local
+    finally:
+        connection.close()  # the next session has the real clock again
+
+
+def test_a_claim_inside_a_long_transaction_uses_the_current_time(eq: EntroQ) -> None:
+    [task], _ = eq.modify(entroq.inserting_into("q", arrival_in=0.5))
+
+    with transaction.atomic():
+        eq.queues()  # the transaction has begun, before the task is due
+        time.sleep(0.8)
+        claimed = eq.try_claim("q", duration=30)
+        remaining = None if claimed is None else (claimed.at - eq.time()).total_seconds()
+
+    assert claimed is not None
+    assert claimed.id == task.id
+    assert remaining is not None
+    assert remaining > 29, "the lease starts now, not when the transaction began"
+
+
+@pytest.mark.postgres
+def test_racing_inserts_of_one_id_inside_a_transaction_collide_cleanly(eq: EntroQ) -> None:
+    task_id = uuid.uuid4()
+    inserted = threading.Event()
+    results: list[str] = []
+
+    def insert_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                EntroQ(eq.backend).modify(entroq.inserting_into("q", id=task_id))
+                inserted.set()
+                time.sleep(0.5)  # the other insert waits for this transaction
+        finally:
+            eq.backend.release_thread()
+
+    holder = threading.Thread(target=insert_and_hold)
+    holder.start()
+    inserted.wait(10)
+    with transaction.atomic():
+        try:
+            eq.modify(entroq.inserting_into("q", id=task_id))
+            results.append("inserted")
+        except entroq.DependencyError as error:
+            results.append(f"collided {error.inserts}")
+    holder.join(10)
+
+    assert results == [f"collided {[entroq.TaskID(task_id, 0)]}"]
+    assert [t.id for t in eq.tasks("q")] == [task_id]
+
+
+def test_do_with_renew_refuses_to_run_inside_a_transaction(eq: EntroQ) -> None:
+    eq.modify(entroq.inserting_into("q"))
+    claimed = eq.try_claim("q")
+    assert claimed is not None
+
+    with transaction.atomic(), pytest.raises(ValueError, match="inside a database transaction"):
+        eq.do_with_renew(claimed, 10, lambda: None)
+
+
+def test_long_id_lists_fit_in_one_query(eq: EntroQ) -> None:
+    [task], _ = eq.modify(entroq.inserting_into("q"))
+    ids = [uuid.uuid4() for _ in range(40_000)] + [task.id]  # over SQLite's 32,766 parameters
+
+    assert eq.tasks(ids=ids) == [task]
+    assert eq.queues(match_exact=[f"q{i}" for i in range(40_000)] + ["q"]) == {"q": 1}
+
+
+def test_a_renewal_keeps_the_value_without_sending_it(eq: EntroQ) -> None:
+    eq.modify(entroq.inserting_into("q", value=b"large value"))
+    claimed = eq.try_claim("q")
+    assert claimed is not None
+
+    with CaptureQueriesContext(connection) as renewal:
+        renewed = eq.renew_for(claimed, 60)
+
+    assert renewed.value == b"large value"
+    assert eq.tasks("q")[0].value == b"large value"
+    assert not any("value =" in q["sql"] for q in renewal.captured_queries)
 
 
 @pytest.mark.sqlite
