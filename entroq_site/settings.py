@@ -5,6 +5,7 @@
 - ``DJANGO_SECRET_KEY``: required when ``DJANGO_DEBUG`` is off.
 - ``DJANGO_DEBUG``: ``1``/``true`` to turn debugging on (on by default for development).
 - ``DJANGO_ALLOWED_HOSTS``: comma-separated host names.
+- ``DJANGO_CONN_MAX_AGE``: seconds a database connection is kept between requests (60).
 - ``ENTROQ_MAX_VALUE_BYTES``: the largest task value accepted (10 MiB by default).
 """
 
