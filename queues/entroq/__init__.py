@@ -45,6 +45,7 @@ from .tasks import (
     TaskData,
     TaskID,
 )
+from .worker import Worker
 
 if TYPE_CHECKING:
     from .django_backend import DjangoBackend
@@ -84,6 +85,7 @@ __all__ = [
     "TaskData",
     "TaskID",
     "TasksQuery",
+    "Worker",
     "changing",
     "default_err_qmap",
     "deleting",

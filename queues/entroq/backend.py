@@ -113,6 +113,20 @@ class Notifier:
             event.set()
 
 
+def _wait(woken: threading.Event, seconds: float, stop: threading.Event | None) -> None:
+    """Wait until ``woken`` is set or ``seconds`` pass; raise ``ClaimTimeout`` on ``stop``."""
+    if stop is None:
+        woken.wait(seconds)
+        return
+    end = time.monotonic() + seconds
+    # A stop is noticed within a quarter second without touching the store.
+    while not stop.is_set():
+        remaining = end - time.monotonic()
+        if remaining <= 0 or woken.wait(min(remaining, 0.25)):
+            return
+    raise ClaimTimeout("claim stopped")
+
+
 class Backend(ABC):
     """Where tasks live. Every method may be called from several threads at once."""
 
@@ -147,8 +161,14 @@ class Backend(ABC):
         """Return the sizes of the matching non-empty queues."""
         return {name: stat.size for name, stat in self.queue_stats(query).items()}
 
-    def claim(self, query: ClaimQuery, timeout: float | None = None) -> Task:
-        """Block until a task is claimed; raise ``ClaimTimeout`` after ``timeout`` seconds.
+    def claim(
+        self,
+        query: ClaimQuery,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> Task:
+        """Block until a task is claimed; raise ``ClaimTimeout`` after ``timeout`` seconds
+        or as soon as ``stop`` is set.
 
         Tries again when a subscribed queue is notified, when the earliest task of the
         queues is due, and every ``query.poll_time`` seconds at the latest.
@@ -177,7 +197,7 @@ class Backend(ABC):
                             f"no task in {', '.join(query.queues)} after {timeout} s"
                         )
                     wait = min(wait, remaining)
-                woken.wait(wait)
+                _wait(woken, wait, stop)
 
     def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
         """Try to claim; when nothing is claimed, also return ``seconds_until_arrival``.

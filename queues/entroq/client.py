@@ -18,9 +18,10 @@ from .backend import (
     QueuesQuery,
     TasksQuery,
 )
-from .errors import DependencyError
+from .errors import DependencyError, default_err_qmap
 from .modify import ModifyArg, changing, new_modification
 from .tasks import Duration, QueueStat, Task, as_uuid, check_queue, seconds
+from .worker import Worker
 
 
 def _names(match: str | Iterable[str], label: str) -> tuple[str, ...]:
@@ -119,13 +120,15 @@ class EntroQ:
         poll_time: Duration = DEFAULT_CLAIM_POLL_TIME,
         timeout: Duration | None = None,
         claimant: uuid.UUID | None = None,
+        stop: threading.Event | None = None,
     ) -> Task:
-        """Claim a task, waiting for one; raise ``ClaimTimeout`` once ``timeout`` passes."""
+        """Claim a task, waiting for one; raise ``ClaimTimeout`` once ``timeout`` passes
+        or ``stop`` is set."""
         query = self._claim_query(queues, duration, poll_time, claimant)
         if query.poll_time <= 0:
             raise ValueError("poll_time must be positive")
         wait = None if timeout is None else seconds(timeout, "timeout")
-        return self.backend.claim(query, timeout=wait)
+        return self.backend.claim(query, timeout=wait, stop=stop)
 
     # Modifications.
 
@@ -229,6 +232,28 @@ class EntroQ:
     def time(self) -> datetime:
         """Return the backend's clock."""
         return self.backend.time()
+
+    def new_worker(
+        self,
+        *queues: str,
+        lease: Duration = 30,
+        err_qmap: Callable[[str], str] = default_err_qmap,
+        on_dependency_error: Callable[[DependencyError], None] | None = None,
+        max_attempts: int = 0,
+        retry_delay: Duration = 30,
+    ) -> Worker:
+        """Return a worker that claims from ``queues`` with this client's claimant ID."""
+        for queue in queues:
+            check_queue(queue)
+        return Worker(
+            self,
+            queues,
+            lease=lease,
+            err_qmap=err_qmap,
+            on_dependency_error=on_dependency_error,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+        )
 
     # Leases.
 

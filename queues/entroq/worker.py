@@ -1,0 +1,195 @@
+"""``Worker``: claim a task, run work on it with its lease renewed, apply the result; repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .errors import (
+    ClaimTimeout,
+    DependencyError,
+    ErrorTaskValue,
+    MoveTaskError,
+    RetryTaskError,
+    default_err_qmap,
+)
+from .modify import (
+    Modification,
+    ModifyArg,
+    changing,
+    inserting_into,
+    new_modification,
+    with_modification,
+)
+from .tasks import MAX_ERR_LENGTH, Duration, Task, seconds
+
+if TYPE_CHECKING:
+    from .client import EntroQ
+
+logger = logging.getLogger(__name__)
+
+Work = Callable[[Task], Sequence[ModifyArg]]
+DependencyHandler = Callable[[DependencyError], None]
+
+
+def _err_text(error: BaseException | str) -> str:
+    text = str(error) or type(error).__name__
+    if len(text) > MAX_ERR_LENGTH:
+        text = text[: MAX_ERR_LENGTH - 1] + "…"
+    return text
+
+
+class Worker:
+    """Processes tasks from its queues one at a time, in a loop (Go's ``Worker``).
+
+    Make one with ``EntroQ.new_worker``. A worker is for one thread; run several
+    workers (each with its own client or claimant ID) for concurrency.
+    """
+
+    def __init__(
+        self,
+        client: EntroQ,
+        queues: Sequence[str],
+        *,
+        lease: Duration = 30,
+        err_qmap: Callable[[str], str] = default_err_qmap,
+        on_dependency_error: DependencyHandler | None = None,
+        max_attempts: int = 0,
+        retry_delay: Duration = 30,
+    ) -> None:
+        if not queues:
+            raise ValueError("a worker needs at least one queue")
+        if not isinstance(max_attempts, int) or max_attempts < 0:
+            raise ValueError(f"max_attempts must be a non-negative int, got {max_attempts!r}")
+        self.client = client
+        self.queues = tuple(queues)
+        self.lease = seconds(lease, "lease")
+        if self.lease <= 0:
+            raise ValueError("lease must be positive")
+        self.err_qmap = err_qmap
+        self.on_dependency_error = on_dependency_error
+        self.max_attempts = max_attempts
+        self.retry_delay = seconds(retry_delay, "retry_delay")
+
+    def run(
+        self,
+        work: Work,
+        stop: threading.Event | None = None,
+        *,
+        max_tasks: int = 0,
+        until_empty: bool = False,
+    ) -> int:
+        """Claim and process tasks until ``stop`` is set; return how many were processed.
+
+        ``work(task)`` returns the modifications that finish the task; versions of the
+        task itself are brought up to date with its renewals before they are applied.
+        ``MoveTaskError`` moves the task to its error queue, ``RetryTaskError`` puts it
+        back for later (moving it once ``max_attempts`` is reached). A lost lease or a
+        ``DependencyError`` abandons that task and goes on; any other exception from
+        ``work`` ends the run. The task in hand always finishes before a stop takes effect.
+        ``max_tasks`` ends the run after that many tasks; ``until_empty`` when no task is
+        left to claim.
+        """
+        stop = stop or threading.Event()
+        done = 0
+        while not stop.is_set() and not (max_tasks and done >= max_tasks):
+            if until_empty:
+                task = self.client.try_claim(*self.queues, duration=self.lease)
+                if task is None:
+                    break
+            else:
+                try:
+                    task = self.client.claim(*self.queues, duration=self.lease, stop=stop)
+                except ClaimTimeout:
+                    break  # stopped while waiting
+            self.process(task, work)
+            done += 1
+        return done
+
+    def process(self, task: Task, work: Work) -> None:
+        """Run ``work`` on a claimed ``task`` and apply the outcome."""
+        from .client import _Renewer
+
+        started = time.monotonic()
+        renewer = _Renewer(self.client, [task], self.lease)
+        renewer.start()
+        failure: MoveTaskError | RetryTaskError | None = None
+        args: Sequence[ModifyArg] = ()
+        try:
+            args = work(task)
+        except (MoveTaskError, RetryTaskError) as error:
+            failure = error
+        except BaseException:
+            renewer.stop(raise_error=False)
+            raise
+        try:
+            [current] = renewer.stop()
+        except DependencyError as error:
+            self._log(task, "lease lost, abandoned", started, error)
+            return
+        try:
+            if isinstance(failure, RetryTaskError) and (
+                not self.max_attempts or current.attempt + 1 < self.max_attempts
+            ):
+                self.client.modify(
+                    changing(
+                        current,
+                        attempt=current.attempt + 1,
+                        err=_err_text(failure),
+                        arrival_in=self.retry_delay,
+                    )
+                )
+                outcome = f"retry {current.attempt + 1} in {self.retry_delay:g} s"
+            elif failure is not None:
+                queue = self.err_qmap(current.queue)
+                message = _err_text(failure)
+                self.client.modify(
+                    current.as_deletion(),
+                    inserting_into(
+                        queue, value=ErrorTaskValue(current, message).to_json(), err=message
+                    ),
+                )
+                outcome = f"moved to {queue}"
+            else:
+                self.client.modify(with_modification(self._rewrite(args, task, current)))
+                outcome = "done"
+        except DependencyError as error:
+            self._log(task, "dependency error", started, error)
+            if self.on_dependency_error is not None:
+                self.on_dependency_error(error)
+            return
+        self._log(task, outcome, started, failure)
+
+    @staticmethod
+    def _rewrite(args: Sequence[ModifyArg], original: Task, current: Task) -> Modification:
+        """Return the modification of ``args`` with ``original``'s versions made current."""
+        mod = new_modification(None, *args)
+        if current.version != original.version:
+            old = original.id_version()
+            fresh = current.version
+            mod.deletes = [
+                dataclasses.replace(d, version=fresh) if d == old else d for d in mod.deletes
+            ]
+            mod.depends = [
+                dataclasses.replace(d, version=fresh) if d == old else d for d in mod.depends
+            ]
+            mod.changes = [
+                dataclasses.replace(c, version=fresh) if c.id_version() == old else c
+                for c in mod.changes
+            ]
+        return mod
+
+    @staticmethod
+    def _log(task: Task, outcome: str, started: float, error: BaseException | None) -> None:
+        logger.info(
+            "task %s from %s: %s in %.3f s%s",
+            task.id,
+            task.queue,
+            outcome,
+            time.monotonic() - started,
+            f" ({error})" if error is not None else "",
+        )

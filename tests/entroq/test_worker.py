@@ -1,0 +1,227 @@
+"""Worker: every path of the loop, on every backend."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import pytest
+
+from queues import entroq
+from queues.entroq import EntroQ, ModifyArg, Task
+
+
+def insert(eq: EntroQ, queue: str = "inbox", value: bytes = b"v") -> Task:
+    return eq.modify(entroq.inserting_into(queue, value=value))[0][0]
+
+
+def finish(task: Task) -> Sequence[ModifyArg]:
+    return [task.as_deletion()]
+
+
+def test_work_finishes_each_task(eq: EntroQ) -> None:
+    for i in range(3):
+        insert(eq, value=str(i).encode())
+    seen: list[bytes] = []
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        seen.append(task.value)
+        return [task.as_deletion(), entroq.inserting_into("outbox", value=task.value)]
+
+    done = eq.new_worker("inbox").run(work, until_empty=True)
+
+    assert done == 3
+    assert sorted(seen) == [b"0", b"1", b"2"]
+    assert eq.queues() == {"outbox": 3}
+
+
+def test_versions_of_the_task_are_made_current_after_renewals(eq: EntroQ, other: EntroQ) -> None:
+    task = insert(eq)
+    stolen: list[Task | None] = []
+
+    def slow(task: Task) -> Sequence[ModifyArg]:
+        time.sleep(1.6)  # past the lease: only the renewals keep the task
+        stolen.append(other.try_claim("inbox"))
+        return [task.as_change(queue="next")]
+
+    eq.new_worker("inbox", lease=0.6).run(slow, max_tasks=1)
+
+    assert stolen == [None]
+    [moved] = eq.tasks("next")
+    assert moved.id == task.id
+    assert moved.version > task.version + 2, "claimed, renewed at least twice, changed"
+    assert moved.claimant is None
+
+
+def test_move_task_error_moves_the_task_to_its_error_queue(eq: EntroQ) -> None:
+    task = insert(eq, value=b"bad input")
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        raise entroq.MoveTaskError(ValueError("cannot parse"))
+
+    eq.new_worker("inbox").run(work, until_empty=True)
+
+    assert eq.queues() == {"inbox/err": 1}
+    [failed] = eq.tasks("inbox/err")
+    assert failed.err == "cannot parse"
+    wrapped = entroq.ErrorTaskValue.from_json(failed.value)
+    assert wrapped.err == "cannot parse"
+    assert (wrapped.task.id, wrapped.task.queue, wrapped.task.value) == (
+        task.id,
+        "inbox",
+        b"bad input",
+    )
+    assert set(json.loads(failed.value)) == {"task", "err"}
+
+
+def test_a_custom_error_queue_map(eq: EntroQ) -> None:
+    insert(eq)
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        raise entroq.MoveTaskError("no")
+
+    eq.new_worker("inbox", err_qmap=lambda q: f"failed/{q}").run(work, until_empty=True)
+
+    assert eq.queues() == {"failed/inbox": 1}
+
+
+def test_retry_task_error_counts_attempts_and_delays(eq: EntroQ) -> None:
+    task = insert(eq)
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        raise entroq.RetryTaskError("busy, try later")
+
+    before = eq.time()
+    eq.new_worker("inbox", retry_delay=60).run(work, max_tasks=1)
+
+    [retried] = eq.tasks("inbox")
+    assert retried.id == task.id
+    assert (retried.attempt, retried.err) == (1, "busy, try later")
+    assert retried.at > before + timedelta(seconds=59)
+    assert eq.try_claim("inbox") is None, "not before the retry delay"
+
+
+def test_retry_moves_the_task_once_max_attempts_is_reached(eq: EntroQ) -> None:
+    insert(eq)
+    attempts: list[int] = []
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        attempts.append(task.attempt)
+        raise entroq.RetryTaskError(f"failure {task.attempt}")
+
+    eq.new_worker("inbox", retry_delay=0, max_attempts=3).run(work, until_empty=True)
+
+    assert attempts == [0, 1, 2]
+    [failed] = eq.tasks("inbox/err")
+    assert failed.err == "failure 2"
+    assert entroq.ErrorTaskValue.from_json(failed.value).task.attempt == 2
+
+
+def test_a_dependency_error_goes_to_the_handler_and_the_run_goes_on(eq: EntroQ) -> None:
+    insert(eq, value=b"1")
+    insert(eq, value=b"2")
+    errors: list[entroq.DependencyError] = []
+    missing = uuid.uuid4()
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        return [task.as_deletion(), entroq.depending_on(missing, 0)]
+
+    done = eq.new_worker("inbox", lease=60, on_dependency_error=errors.append).run(
+        work, max_tasks=2
+    )
+
+    assert done == 2
+    assert [e.depends for e in errors] == [[entroq.TaskID(missing, 0)]] * 2
+    assert eq.queues() == {"inbox": 2}, "nothing of a failed modification is applied"
+
+
+def test_a_dependency_handler_that_raises_ends_the_run(eq: EntroQ) -> None:
+    insert(eq)
+    insert(eq)
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        return [entroq.depending_on(uuid.uuid4(), 0)]
+
+    def give_up(error: entroq.DependencyError) -> None:
+        raise RuntimeError("configuration changed")
+
+    worker = eq.new_worker("inbox", on_dependency_error=give_up)
+    with pytest.raises(RuntimeError, match="configuration changed"):
+        worker.run(work)
+
+
+def test_a_lost_lease_abandons_the_task_and_goes_on(eq: EntroQ, other: EntroQ) -> None:
+    first = insert(eq, value=b"lost")
+    insert(eq, value=b"kept")
+    processed: list[bytes] = []
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        if task.value == b"lost":
+            # An operator, acting as the claimant, takes the task over before the
+            # worker can renew it.
+            other.modify(task.as_change(queue="taken", arrival_in=0), claimant=task.claimant)
+            time.sleep(0.6)  # past the first renewal, which fails
+        processed.append(task.value)
+        return [task.as_deletion()]
+
+    done = eq.new_worker("inbox", lease=0.6).run(work, max_tasks=2)
+
+    assert done == 2
+    assert sorted(processed) == [b"kept", b"lost"]
+    assert [t.id for t in eq.tasks("taken")] == [first.id], "the abandoned task is untouched"
+    assert eq.tasks("inbox") == []
+
+
+def test_any_other_exception_ends_the_run(eq: EntroQ) -> None:
+    insert(eq)
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError, match="bug"):
+        eq.new_worker("inbox").run(work)
+    [task] = eq.tasks("inbox")
+    assert task.claims == 1, "the task stays, claimed until its lease ends"
+
+
+def test_stop_ends_an_idle_run_promptly(eq: EntroQ) -> None:
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+
+    try:
+        done = eq.new_worker("empty").run(finish, stop)
+    finally:
+        eq.backend.release_thread()
+
+    assert done == 0
+    assert time.monotonic() - started < 2
+
+
+def test_stop_lets_the_task_in_hand_finish(eq: EntroQ) -> None:
+    insert(eq)
+    insert(eq)
+    stop = threading.Event()
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        stop.set()  # asked to stop while working
+        time.sleep(0.2)
+        return [task.as_deletion()]
+
+    done = eq.new_worker("inbox").run(work, stop)
+
+    assert done == 1
+    assert len(eq.tasks("inbox")) == 1
+
+
+def test_a_worker_needs_sane_settings(eq: EntroQ) -> None:
+    with pytest.raises(ValueError, match="at least one queue"):
+        eq.new_worker()
+    with pytest.raises(ValueError, match="max_attempts"):
+        eq.new_worker("q", max_attempts=-1)
+    with pytest.raises(ValueError, match="lease must be positive"):
+        eq.new_worker("q", lease=0)
