@@ -46,3 +46,15 @@ def start_python(code: str, **extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def start_manage(*args: str, **extra: str) -> subprocess.Popen[str]:
+    """Start ``manage.py args`` on the test database; output is text, stderr apart."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=subprocess_env(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="test", **extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -1,0 +1,188 @@
+"""``manage.py eqworker``: run EntroQ workers on named queues with a handler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+from django.utils.module_loading import import_string
+
+from queues import entroq
+from queues.entroq.tasks import check_queue
+from queues.entroq.worker import Work
+
+logger = logging.getLogger("queues.eqworker")
+
+MAX_BACKOFF = 30.0
+
+
+class Command(BaseCommand):
+    help = (
+        "Claim tasks from the given queues and run a handler on each. SIGTERM or SIGINT "
+        "stops claiming and lets the tasks in hand finish; a second signal exits at once. "
+        "For more processes, start the command several times (each is independent)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--handler",
+            required=True,
+            help="dotted path of a function work(task) -> list of modify arguments",
+        )
+        parser.add_argument(
+            "--queue", action="append", required=True, help="a queue to claim from (repeat)"
+        )
+        parser.add_argument("--lease", type=float, default=30.0, help="seconds (default 30)")
+        parser.add_argument(
+            "--max-attempts", type=int, default=0, help="retries before moving to the error queue"
+        )
+        parser.add_argument(
+            "--retry-delay", type=float, default=30.0, help="seconds before a retry (default 30)"
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=1, help="workers in this process (threads)"
+        )
+        parser.add_argument(
+            "--batch", action="store_true", help="exit once the queues have nothing to claim"
+        )
+        parser.add_argument(
+            "--max-tasks", type=int, default=0, help="exit after this many tasks (all workers)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            work: Work = import_string(options["handler"])
+        except ImportError as exc:
+            raise CommandError(f"cannot import handler {options['handler']!r}: {exc}") from exc
+        if not callable(work):
+            raise CommandError(f"handler {options['handler']!r} is not callable")
+        if options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1")
+        if options["max_tasks"] < 0:
+            raise CommandError("--max-tasks must not be negative")
+        queues: list[str] = options["queue"]
+        for queue in queues:
+            try:
+                check_queue(queue)
+            except (TypeError, ValueError) as exc:
+                raise CommandError(str(exc)) from exc
+
+        stop = threading.Event()
+        previous = self._install_signal_handlers(stop)
+        try:
+            self._run(work, queues, options, stop)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _run(
+        self, work: Work, queues: list[str], options: dict[str, Any], stop: threading.Event
+    ) -> None:
+        budget = _Budget(options["max_tasks"], stop)
+        failures: list[BaseException] = []
+        threads = [
+            threading.Thread(
+                target=self._worker_thread,
+                args=(work, queues, options, stop, budget, failures),
+                name=f"eqworker-{i}",
+            )
+            for i in range(options["concurrency"])
+        ]
+        logger.info(
+            "eqworker: %d worker(s) on %s, handler %s",
+            len(threads),
+            ", ".join(queues),
+            options["handler"],
+        )
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(0.5)  # wake regularly so that signals are handled
+        logger.info("eqworker: stopped after %d task(s)", budget.done)
+        if failures:
+            raise CommandError(f"a worker failed: {failures[0]!r}")
+
+    def _install_signal_handlers(self, stop: threading.Event) -> dict[int, Any]:
+        """Make SIGTERM and SIGINT stop claiming; return the handlers they replace."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if stop.is_set():
+                logger.warning("eqworker: second signal, exiting now")
+                os._exit(1)
+            logger.info("eqworker: %s, finishing the tasks in hand", signal.Signals(signum).name)
+            stop.set()
+
+        return {
+            signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def _worker_thread(
+        self,
+        work: Work,
+        queues: Sequence[str],
+        options: dict[str, Any],
+        stop: threading.Event,
+        budget: _Budget,
+        failures: list[BaseException],
+    ) -> None:
+        client = entroq.EntroQ()
+        worker = client.new_worker(
+            *queues,
+            lease=options["lease"],
+            max_attempts=options["max_attempts"],
+            retry_delay=options["retry_delay"],
+        )
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                try:
+                    worker.run(budget.counting(work), stop, until_empty=options["batch"])
+                    if options["batch"]:
+                        return
+                except DatabaseError as exc:
+                    # The database went away (restart, network): drop the connection and
+                    # try again later; claims held meanwhile lapse and are redelivered.
+                    logger.warning(
+                        "eqworker: database error (%s); retrying in %.0f s", exc, backoff
+                    )
+                    client.backend.release_thread()
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                else:
+                    backoff = 1.0
+        except BaseException as exc:
+            logger.exception("eqworker: worker stopped by an error")
+            failures.append(exc)
+            stop.set()
+        finally:
+            client.backend.release_thread()
+
+
+class _Budget:
+    """Counts tasks across the workers of a process; sets ``stop`` at the limit."""
+
+    def __init__(self, limit: int, stop: threading.Event) -> None:
+        self.limit = limit
+        self.stop = stop
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def counting(self, work: Work) -> Work:
+        def counted(task: entroq.Task) -> Any:
+            try:
+                return work(task)
+            finally:
+                with self._lock:
+                    self.done += 1
+                    if self.limit and self.done >= self.limit:
+                        self.stop.set()
+
+        return counted
