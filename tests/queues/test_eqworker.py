@@ -142,3 +142,32 @@ def test_batch_mode_in_process(eq: EntroQ, log: Path, monkeypatch: pytest.Monkey
 
     assert sum(events(log).values()) == 5
     assert eq.queues() == {}
+
+
+@pytest.mark.postgres
+def test_a_worker_reconnects_after_losing_its_database_connections(eq: EntroQ, log: Path) -> None:
+    from django.db import connection
+
+    process = worker(log, "--handler", "tests.handlers.finish", "--lease", "5")
+    [first], _ = eq.modify(entroq.inserting_into("jobs"))
+    wait_for(lambda: events(log)[f"finish {first.id}"] == 1)
+
+    # What a database restart does to a client: every connection of the worker dies.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        (terminated,) = cursor.fetchone()
+    assert terminated >= 2, "the worker's query and LISTEN connections"
+    [second], _ = eq.modify(entroq.inserting_into("jobs"))
+
+    try:
+        wait_for(lambda: events(log)[f"finish {second.id}"] == 1, timeout=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert eq.queues() == {}
+    assert err.count("database error") <= 3, "reconnects without a tight error loop"
