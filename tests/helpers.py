@@ -54,6 +54,7 @@ def start_manage(*args: str, **extra: str) -> subprocess.Popen[str]:
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=subprocess_env(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="test", **extra),
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
