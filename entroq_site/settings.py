@@ -122,6 +122,10 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
 
+# Django's background tasks (@task) are EntroQ tasks; run them with
+# `manage.py eqworker --django-tasks`.
+TASKS = {"default": {"BACKEND": "queues.tasks_backend.EntroQBackend"}}
+
 ENTROQ = {
     "MAX_VALUE_BYTES": int(os.environ.get("ENTROQ_MAX_VALUE_BYTES", str(10 * 1024 * 1024))),
 }

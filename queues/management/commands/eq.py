@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -30,6 +32,17 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in cells
     )
+
+
+def _age(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        return timedelta(seconds=float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an age: {text!r} (try 3600, 90m, 12h or 7d)"
+        ) from None
 
 
 def _task_id(text: str) -> uuid.UUID:
@@ -95,6 +108,12 @@ class Command(BaseCommand):
         retry.add_argument("queue", help="the error queue")
         retry.add_argument("--id", action="append", default=[], help="this task (repeat)")
         retry.add_argument("--all", action="store_true", help="every task of the queue")
+
+        prune = verb("prune", "delete the tasks of a queue not modified for a while")
+        prune.add_argument("queue", help="for example django-tasks/default/done")
+        prune.add_argument(
+            "--older-than", required=True, type=_age, help="an age: 3600, 90m, 12h or 7d"
+        )
 
         verb("time", "the queue's clock")
 
@@ -233,6 +252,13 @@ class Command(BaseCommand):
             tasks, size = ops.walk(eq, queue), eq.queues(match_exact=queue).get(queue, 0)
         result = ops.apply_each(eq, tasks, ops.retrying, progress=self._progress("retried", size))
         self._report("retried", result)
+
+    def do_prune(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        queue = options["queue"]
+        cutoff = eq.time() - options["older_than"]
+        old = (t for t in ops.walk(eq, queue, values=False) if t.modified < cutoff)
+        result = ops.apply_each(eq, old, lambda t: [t.as_deletion()])
+        self._report("pruned", result)
 
     # Helpers.
 

@@ -32,12 +32,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--handler",
-            required=True,
-            help="dotted path of a function work(task) -> list of modify arguments",
+            "--handler", help="dotted path of a function work(task) -> list of modify arguments"
+        )
+        parser.add_argument("--queue", action="append", help="a queue to claim from (repeat)")
+        parser.add_argument(
+            "--django-tasks",
+            action="store_true",
+            help="run django.tasks enqueued with queues.tasks_backend.EntroQBackend",
         )
         parser.add_argument(
-            "--queue", action="append", required=True, help="a queue to claim from (repeat)"
+            "--backend", default="default", help="with --django-tasks: the TASKS alias"
+        )
+        parser.add_argument(
+            "--queue-name",
+            action="append",
+            help="with --django-tasks: a task queue name (repeat; default: the backend's)",
         )
         parser.add_argument("--lease", type=float, default=30.0, help="seconds (default 30)")
         parser.add_argument(
@@ -57,12 +66,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            work: Work = import_string(options["handler"])
-        except ImportError as exc:
-            raise CommandError(f"cannot import handler {options['handler']!r}: {exc}") from exc
-        if not callable(work):
-            raise CommandError(f"handler {options['handler']!r} is not callable")
+        if options["django_tasks"]:
+            work, options["queue"] = self._django_tasks(options)
+        else:
+            work = self._handler(options)
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1")
         if options["max_tasks"] < 0:
@@ -109,6 +116,35 @@ class Command(BaseCommand):
         logger.info("eqworker: stopped after %d task(s)", budget.done)
         if failures:
             raise CommandError(f"a worker failed: {failures[0]!r}")
+
+    def _handler(self, options: dict[str, Any]) -> Work:
+        if not options["handler"] or not options["queue"]:
+            raise CommandError("give --handler and --queue, or --django-tasks")
+        try:
+            work: Work = import_string(options["handler"])
+        except ImportError as exc:
+            raise CommandError(f"cannot import handler {options['handler']!r}: {exc}") from exc
+        if not callable(work):
+            raise CommandError(f"handler {options['handler']!r} is not callable")
+        return work
+
+    def _django_tasks(self, options: dict[str, Any]) -> tuple[Work, list[str]]:
+        from django.tasks import task_backends
+        from django.tasks.exceptions import InvalidTaskBackend
+
+        from queues.tasks_backend import EntroQBackend
+
+        if options["handler"] or options["queue"]:
+            raise CommandError("--django-tasks takes --queue-name, not --handler or --queue")
+        try:
+            backend = task_backends[options["backend"]]
+        except InvalidTaskBackend as exc:
+            raise CommandError(str(exc)) from exc
+        if not isinstance(backend, EntroQBackend):
+            raise CommandError(f"TASKS[{options['backend']!r}] is not an EntroQBackend")
+        names = options["queue_name"] or sorted(backend.queues)
+        options["handler"] = f"django.tasks on {options['backend']!r}"
+        return backend.run, [backend.queue_for(name) for name in names]
 
     def _install_signal_handlers(self, stop: threading.Event) -> dict[int, Any]:
         """Make SIGTERM and SIGINT stop claiming; return the handlers they replace."""

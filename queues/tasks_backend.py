@@ -1,0 +1,169 @@
+"""``EntroQBackend``: Django's ``django.tasks`` stored and run as EntroQ tasks.
+
+Configure it in ``settings.TASKS``::
+
+    TASKS = {"default": {"BACKEND": "queues.tasks_backend.EntroQBackend"}}
+
+and run workers with ``manage.py eqworker --django-tasks``. A ``@task`` call becomes
+an EntroQ task in ``django-tasks/<queue_name>`` whose value is JSON naming the
+function and its arguments; the result ID is the EntroQ task ID. A worker runs it
+and moves it, with its ID, to ``…/done`` or ``…/err`` with the outcome, so results
+can be read from any process until pruned (``manage.py eq prune``). OPTIONS:
+``QUEUE_PREFIX`` (default ``"django-tasks/"``) and ``DATABASE`` (default
+``"default"``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from traceback import format_exception
+from typing import Any, ParamSpec, TypeVar
+
+from django.tasks import Task as DjangoTask
+from django.tasks import TaskContext, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from queues import entroq
+
+DONE, ERR = "/done", "/err"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class EntroQBackend(BaseTaskBackend):
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.prefix: str = self.options.get("QUEUE_PREFIX", "django-tasks/")
+        self.database: str = self.options.get("DATABASE", "default")
+
+    def client(self) -> entroq.EntroQ:
+        return entroq.EntroQ(entroq.DjangoBackend(self.database))
+
+    def queue_for(self, queue_name: str) -> str:
+        """Return the EntroQ queue of the Django task queue ``queue_name``."""
+        return self.prefix + queue_name
+
+    # Enqueueing and results (any process).
+
+    def enqueue(
+        self, task: DjangoTask[_P, _R], args: list[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[_P, _R]:
+        """Store the call; inside a transaction it is enqueued only if that commits."""
+        self.validate_task(task)
+        payload = {
+            "task": task.module_path,
+            "args": normalize_json(list(args)),
+            "kwargs": normalize_json(dict(kwargs)),
+        }
+        [stored], _ = self.client().modify(
+            entroq.inserting_into(
+                self.queue_for(task.queue_name),
+                value=json.dumps(payload).encode(),
+                at=task.run_after,
+            )
+        )
+        result = self._result(task, stored, payload, TaskResultStatus.READY)
+        task_enqueued.send(type(self), task_result=result)
+        return result  # type: ignore[return-value]  # _result is not generic
+
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
+        try:
+            task_id = uuid.UUID(result_id)
+            [stored] = self.client().tasks(ids=[task_id])
+        except ValueError:
+            raise TaskResultDoesNotExist(result_id) from None
+        if not stored.queue.startswith(self.prefix):
+            raise TaskResultDoesNotExist(result_id)
+        payload = json.loads(stored.value)
+        now = datetime.now(tz=stored.at.tzinfo)
+        if stored.queue.endswith(DONE):
+            status = TaskResultStatus.SUCCESSFUL
+        elif stored.queue.endswith(ERR):
+            status = TaskResultStatus.FAILED
+        elif stored.claims and stored.claimant is not None and stored.at > now:
+            status = TaskResultStatus.RUNNING
+        else:
+            # Not started, deferred, or its worker died and the lease lapsed: it will run.
+            status = TaskResultStatus.READY
+        try:
+            task = import_string(payload["task"])
+        except ImportError as error:
+            raise TaskResultDoesNotExist(f"{result_id}: {error}") from error
+        return self._result(task, stored, payload, status)
+
+    def _result(
+        self,
+        task: DjangoTask[..., Any],
+        stored: entroq.Task,
+        payload: dict[str, Any],
+        status: TaskResultStatus,
+    ) -> TaskResult[..., Any]:
+        running = status == TaskResultStatus.RUNNING
+        started = _time(payload.get("started_at")) or (stored.modified if running else None)
+        result: TaskResult[..., Any] = TaskResult(
+            task=task,
+            id=str(stored.id),
+            status=status,
+            enqueued_at=stored.created,
+            started_at=started,
+            finished_at=_time(payload.get("finished_at")),
+            last_attempted_at=started,
+            args=payload["args"],
+            kwargs=payload["kwargs"],
+            backend=self.alias,
+            errors=[TaskError(**error) for error in payload.get("errors", [])],
+            worker_ids=payload.get("worker_ids") or ([str(stored.claimant)] if running else []),
+        )
+        object.__setattr__(result, "_return_value", payload.get("return_value"))
+        return result
+
+    # Running (in eqworker --django-tasks).
+
+    def run(self, stored: entroq.Task) -> list[entroq.ModifyArg]:
+        """Run the task call in ``stored`` and return the move that records the outcome."""
+        payload = json.loads(stored.value)
+        task = import_string(payload["task"])
+        if not isinstance(task, DjangoTask):
+            raise entroq.MoveTaskError(f"{payload['task']} is not a task")
+        started = datetime.now(tz=stored.at.tzinfo)
+        payload.update(started_at=started.isoformat(), worker_ids=[str(stored.claimant)])
+        result = self._result(task, stored, payload, TaskResultStatus.RUNNING)
+        task_started.send(type(self), task_result=result)
+        try:
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            else:
+                value = task.call(*result.args, **result.kwargs)
+            payload["return_value"] = normalize_json(value)
+            json.dumps(payload)  # refuse a return value that cannot be stored
+            status, queue = TaskResultStatus.SUCCESSFUL, stored.queue + DONE
+        except Exception as error:  # the task's failure is its result
+            kind = type(error)
+            payload.pop("return_value", None)
+            payload["errors"] = [
+                {
+                    "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+                    "traceback": "".join(format_exception(error)),
+                }
+            ]
+            status, queue = TaskResultStatus.FAILED, stored.queue + ERR
+        payload["finished_at"] = datetime.now(tz=stored.at.tzinfo).isoformat()
+        task_finished.send(type(self), task_result=self._result(task, stored, payload, status))
+        return [stored.as_change(queue=queue, value=json.dumps(payload).encode())]
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

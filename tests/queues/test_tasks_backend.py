@@ -1,0 +1,231 @@
+"""django.tasks on EntroQ: enqueue, run in eqworker, read results from anywhere."""
+
+from __future__ import annotations
+
+import io
+import signal
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.tasks import TaskResultStatus, default_task_backend
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils import timezone
+
+from queues import entroq
+from queues.entroq import EntroQ
+from tests import tasks
+from tests.helpers import start_manage
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+QUEUE = "django-tasks/default"
+
+
+@pytest.fixture
+def eq() -> Iterator[EntroQ]:
+    with EntroQ(entroq.DjangoBackend()) as client:
+        yield client
+
+
+def work_off() -> None:
+    call_command("eqworker", "--django-tasks", "--batch", stderr=io.StringIO())
+
+
+def test_a_task_runs_and_its_result_is_kept(eq: EntroQ) -> None:
+    result = tasks.add.enqueue(2, 3)
+    assert result.status == TaskResultStatus.READY
+    assert eq.queues() == {QUEUE: 1}
+
+    work_off()
+
+    done = tasks.add.get_result(result.id)
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value == 5
+    assert (done.args, done.kwargs) == ([2, 3], {})
+    assert done.enqueued_at is not None
+    assert done.started_at is not None
+    assert done.finished_at is not None
+    assert done.enqueued_at <= done.started_at <= done.finished_at
+    assert eq.queues() == {f"{QUEUE}/done": 1}
+    assert [str(t.id) for t in eq.tasks(f"{QUEUE}/done")] == [result.id], "moved with its ID"
+    result.refresh()
+    refreshed: TaskResultStatus = result.status  # refresh() changes the result in place
+    assert refreshed == TaskResultStatus.SUCCESSFUL
+
+
+def test_a_failing_task_keeps_its_error_and_traceback(eq: EntroQ) -> None:
+    result = tasks.fail.enqueue("no such user")
+
+    work_off()
+
+    failed = default_task_backend.get_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED
+    [error] = failed.errors
+    assert error.exception_class is ValueError
+    assert "no such user" in error.traceback
+    assert "tests/tasks.py" in error.traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        failed.return_value  # noqa: B018
+    assert eq.queues() == {f"{QUEUE}/err": 1}
+
+
+def test_async_and_context_tasks(eq: EntroQ) -> None:
+    doubled = tasks.async_double.enqueue(21)
+    attempt = tasks.attempt_number.enqueue()
+
+    work_off()
+
+    value: Any = tasks.async_double.get_result(doubled.id).return_value  # awaited by the worker
+    assert value == 42
+    assert tasks.attempt_number.get_result(attempt.id).return_value == 1
+
+
+def test_run_after_defers_the_task(eq: EntroQ) -> None:
+    later = timezone.now() + timedelta(minutes=5)
+    result = tasks.add.using(run_after=later).enqueue(1, 1)
+
+    work_off()
+
+    assert tasks.add.get_result(result.id).status == TaskResultStatus.READY
+    [stored] = eq.tasks(QUEUE)
+    assert stored.at == later
+
+
+def test_status_is_running_while_claimed_and_ready_once_the_lease_lapses(eq: EntroQ) -> None:
+    result = tasks.add.enqueue(1, 2)
+    claimed = eq.try_claim(QUEUE, duration=1)
+    assert claimed is not None
+
+    running = tasks.add.get_result(result.id)
+    assert running.status == TaskResultStatus.RUNNING
+    assert running.worker_ids == [str(eq.id)]
+    assert running.started_at == claimed.modified
+
+    time.sleep(1.1)  # the worker "crashed": its lease lapses
+    assert tasks.add.get_result(result.id).status == TaskResultStatus.READY
+    work_off()
+    assert tasks.add.get_result(result.id).return_value == 3
+
+
+def test_enqueueing_in_a_transaction_is_undone_by_its_rollback(eq: EntroQ) -> None:
+    def enqueue_and_fail() -> None:
+        with transaction.atomic():
+            tasks.add.enqueue(1, 1)
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        enqueue_and_fail()
+    assert eq.queues() == {}
+
+
+def test_signals_are_sent(eq: EntroQ) -> None:
+    received: list[tuple[str, TaskResultStatus]] = []
+
+    def receiver(name: str) -> Any:
+        def receive(sender: type, task_result: Any, **kwargs: Any) -> None:
+            received.append((name, task_result.status))
+
+        return receive
+
+    handlers = [receiver(n) for n in ("enqueued", "started", "finished")]
+    for signal_, handler in zip(
+        (task_enqueued, task_started, task_finished), handlers, strict=True
+    ):
+        signal_.connect(handler)
+    try:
+        tasks.add.enqueue(1, 2)
+        work_off()
+    finally:
+        for signal_, handler in zip(
+            (task_enqueued, task_started, task_finished), handlers, strict=True
+        ):
+            signal_.disconnect(handler)
+
+    assert received == [
+        ("enqueued", TaskResultStatus.READY),
+        ("started", TaskResultStatus.RUNNING),
+        ("finished", TaskResultStatus.SUCCESSFUL),
+    ]
+
+
+def test_unknown_results_do_not_exist(eq: EntroQ) -> None:
+    [other], _ = eq.modify(entroq.inserting_into("not-django", value=b"{}"))
+
+    for result_id in ("nope", "6f1f0b4e-0000-4000-8000-000000000000", str(other.id)):
+        with pytest.raises(TaskResultDoesNotExist):
+            default_task_backend.get_result(result_id)
+
+
+def test_a_result_is_read_by_another_process(eq: EntroQ) -> None:
+    result = tasks.add.enqueue(20, 22)
+    worker = start_manage("eqworker", "--django-tasks", "--batch")
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+
+    reader = start_manage(
+        "shell",
+        "-c",
+        "from tests import tasks; "
+        f"r = tasks.add.get_result({result.id!r}); print(r.status, r.return_value)",
+    )
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    assert out.strip().splitlines()[-1].split() == ["SUCCESSFUL", "42"]
+
+
+def test_a_crashed_worker_never_leaves_a_task_running(eq: EntroQ, tmp_path: Path) -> None:
+    log = tmp_path / "ran.log"
+    result = tasks.sleep_then_record.enqueue(30)
+    first = start_manage("eqworker", "--django-tasks", "--lease", "1", EQ_TEST_LOG=str(log))
+    deadline = time.monotonic() + 30
+    while tasks.sleep_then_record.get_result(result.id).status != TaskResultStatus.RUNNING:
+        assert time.monotonic() < deadline, "the worker never started the task"
+        time.sleep(0.05)
+
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    time.sleep(1.2)  # the lease lapses
+
+    assert tasks.sleep_then_record.get_result(result.id).status == TaskResultStatus.READY
+    assert not log.exists()
+
+
+def test_prune_deletes_old_results(eq: EntroQ) -> None:
+    tasks.add.enqueue(1, 1)
+    work_off()
+
+    call_command(
+        "eq",
+        "prune",
+        f"{QUEUE}/done",
+        "--older-than",
+        "1h",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    assert eq.queues() == {f"{QUEUE}/done": 1}, "a fresh result stays"
+    call_command(
+        "eq",
+        "prune",
+        f"{QUEUE}/done",
+        "--older-than",
+        "0",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    assert eq.queues() == {}
+    with pytest.raises(CommandError, match="not an age"):
+        call_command("eq", "prune", "q", "--older-than", "soon")
+
+
+def test_django_tasks_mode_takes_its_own_arguments() -> None:
+    with pytest.raises(CommandError, match="not --handler"):
+        call_command("eqworker", "--django-tasks", "--queue", "x")
+    with pytest.raises(CommandError, match="--handler and --queue, or --django-tasks"):
+        call_command("eqworker")
