@@ -44,9 +44,12 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
-## The task lifecycle against raw SQL, on a PostgreSQL cluster it starts.
+## The task lifecycle against raw SQL, then worker processes against the peers,
+## each on a PostgreSQL cluster it starts.
 bench: install
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/lifecycle.py $(BENCH_ARGS)
+	$(PY) bench/workers.py $(WORKERS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
