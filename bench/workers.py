@@ -165,7 +165,8 @@ def main() -> None:
             else (f"{median['eqworker'] / median[kind]:>10.1f}x")
         )
         print(
-            f"  {kind:<16} {median[kind]:>9,.0f} {median[kind] / median['raw-psycopg']:>7.2f} {vs:>12}"
+            f"  {kind:<16} {median[kind]:>9,.0f} "
+            f"{median[kind] / median['raw-psycopg']:>7.2f} {vs:>12}"
         )
 
 
