@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,24 +72,32 @@ def enqueue(url: str, kind: str, count: int) -> None:
 
 
 def run_processes(url: str, command: list[str], workers: int) -> float:
-    """Start ``workers`` copies of ``manage.py command``; return seconds until all exit."""
-    started = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *command],
-            env=env(url),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=3600)
-        if proc.returncode:
-            raise SystemExit(f"{command[0]} failed:\n{err[-2000:]}")
-    return time.perf_counter() - started
+    """Start ``workers`` copies of ``manage.py command``; return seconds until all exit.
+
+    Their logs go to files: a pipe read only at the end would fill up and stall them.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        logs = [open(Path(folder) / f"worker{i}.log", "w+") for i in range(workers)]  # noqa: SIM115
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), *command],
+                env=env(url),
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+            for log in logs
+        ]
+        for proc, log in zip(procs, logs, strict=True):
+            proc.wait(timeout=3600)
+            if proc.returncode:
+                log.seek(0)
+                raise SystemExit(f"{command[0]} failed:\n{log.read()[-2000:]}")
+        elapsed = time.perf_counter() - started
+        for log in logs:
+            log.close()
+    return elapsed
 
 
 def remaining(pg: Postgres, kind: str) -> int:
