@@ -9,6 +9,6 @@ def db_noop() -> None:
     return None
 
 
-@app.task(queue="bench")
+@app.task(queue="bench")  # type: ignore[untyped-decorator]
 def procrastinate_noop() -> None:
     return None

@@ -11,6 +11,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -124,7 +125,7 @@ LOGIN_URL = "admin:login"
 
 # Django's background tasks (@task) are EntroQ tasks; run them with
 # `manage.py eqworker --django-tasks`.
-TASKS = {"default": {"BACKEND": "queues.tasks_backend.EntroQBackend"}}
+TASKS: dict[str, dict[str, Any]] = {"default": {"BACKEND": "queues.tasks_backend.EntroQBackend"}}
 
 ENTROQ = {
     "MAX_VALUE_BYTES": int(os.environ.get("ENTROQ_MAX_VALUE_BYTES", str(10 * 1024 * 1024))),

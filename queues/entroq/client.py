@@ -19,6 +19,7 @@ from .backend import (
     TasksQuery,
 )
 from .errors import DependencyError, default_err_qmap
+from .leases import LeaseKeeper
 from .modify import ModifyArg, changing, new_modification
 from .tasks import Duration, QueueStat, Task, as_uuid, check_queue, seconds
 from .worker import Worker
@@ -289,41 +290,13 @@ class EntroQ:
             # The renewals run on another connection: they would wait for this
             # transaction's locks, or not see its uncommitted claim at all.
             raise ValueError("do_with_renew cannot run inside a database transaction")
-        renewer = _Renewer(self, list(tasks), period)
-        renewer.start()
+        keeper = LeaseKeeper(self, period)
+        keeper.hold(list(tasks))
         try:
             fn()
         except BaseException:
-            renewer.stop(raise_error=False)
+            keeper.release(raise_error=False)
             raise
-        return renewer.stop()
-
-
-class _Renewer(threading.Thread):
-    """Renews a set of leases every ``lease / 2`` until stopped."""
-
-    def __init__(self, client: EntroQ, tasks: list[Task], lease: float) -> None:
-        super().__init__(name="entroq-renew", daemon=True)
-        self.client = client
-        self.tasks = tasks
-        self.lease = lease
-        self.error: BaseException | None = None
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stop_event.wait(self.lease / 2):
-                self.tasks = self.client.renew_all_for(self.tasks, self.lease)
-        except BaseException as exc:  # reported to the caller by stop()
-            self.error = exc
         finally:
-            self.client.backend.release_thread()
-
-    def stop(self, *, raise_error: bool = True) -> list[Task]:
-        self._stop_event.set()
-        self.join(max(self.lease, 10.0))
-        if self.is_alive() and raise_error:
-            raise TimeoutError(f"lease renewal still running after {max(self.lease, 10.0)} s")
-        if self.error is not None and raise_error:
-            raise self.error
-        return self.tasks
+            keeper.close()
+        return keeper.release()

@@ -17,6 +17,7 @@ from .errors import (
     RetryTaskError,
     default_err_qmap,
 )
+from .leases import LeaseKeeper
 from .modify import (
     Modification,
     ModifyArg,
@@ -96,7 +97,7 @@ class Worker:
         """
         stop = stop or threading.Event()
         done = 0
-        keeper = _LeaseKeeper(self.client, self.lease)
+        keeper = LeaseKeeper(self.client, self.lease)
         try:
             while not stop.is_set() and not (max_tasks and done >= max_tasks):
                 if until_empty:
@@ -114,10 +115,10 @@ class Worker:
             keeper.close()
         return done
 
-    def _process(self, task: Task, work: Work, keeper: _LeaseKeeper) -> None:
+    def _process(self, task: Task, work: Work, keeper: LeaseKeeper) -> None:
         """Run ``work`` on a claimed ``task`` and apply the outcome."""
         started = time.monotonic()
-        keeper.hold(task)
+        keeper.hold([task])
         failure: MoveTaskError | RetryTaskError | None = None
         args: Sequence[ModifyArg] = ()
         try:
@@ -128,7 +129,7 @@ class Worker:
             keeper.release(raise_error=False)
             raise
         try:
-            current = keeper.release()
+            [current] = keeper.release()
         except DependencyError as error:
             self._log(task, "lease lost, abandoned", started, error)
             return
@@ -194,82 +195,3 @@ class Worker:
             time.monotonic() - started,
             f" ({error})" if error is not None else "",
         )
-
-
-class _LeaseKeeper:
-    """Renews the lease of the task a worker holds, every ``lease / 2``, on one thread.
-
-    One thread for the worker's life rather than one a task: most tasks finish before
-    their first renewal is due, and then the keeper costs nothing but a wake-up.
-    """
-
-    def __init__(self, client: EntroQ, lease: float) -> None:
-        self.client = client
-        self.lease = lease
-        self._cond = threading.Condition()
-        self._task: Task | None = None
-        self._error: BaseException | None = None
-        self._renewed_at = 0.0
-        self._renewing = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="entroq-lease", daemon=True)
-        self._thread.start()
-
-    def hold(self, task: Task) -> None:
-        """Keep renewing ``task`` until ``release``."""
-        with self._cond:
-            self._task, self._error, self._renewed_at = task, None, time.monotonic()
-            self._cond.notify_all()
-
-    def release(self, *, raise_error: bool = True) -> Task:
-        """Stop renewing; return the task at its latest version.
-
-        Raises the error of a failed renewal (``DependencyError``: the lease was lost).
-        """
-        with self._cond:
-            while self._renewing:
-                self._cond.wait()
-            task, error = self._task, self._error
-            self._task = self._error = None
-            self._cond.notify_all()
-        if error is not None and raise_error:
-            raise error
-        assert task is not None
-        return task
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(max(self.lease, 10.0))
-
-    def _next(self) -> Task | None:
-        """Wait until the held task is due for renewal; ``None`` once closed."""
-        with self._cond:
-            while not self._closed:
-                if self._task is None or self._error is not None:
-                    self._cond.wait()
-                    continue
-                left = self._renewed_at + self.lease / 2 - time.monotonic()
-                if left <= 0:
-                    self._renewing = True
-                    return self._task
-                self._cond.wait(left)
-            return None
-
-    def _run(self) -> None:
-        try:
-            while (task := self._next()) is not None:
-                renewed, error = task, None
-                try:
-                    renewed = self.client.renew_for(task, self.lease)
-                except BaseException as exc:  # handed to the worker by release()
-                    error = exc
-                with self._cond:
-                    self._renewing = False
-                    if self._task is task:
-                        self._task, self._error = renewed, error
-                        self._renewed_at = time.monotonic()
-                    self._cond.notify_all()
-        finally:
-            self.client.backend.release_thread()

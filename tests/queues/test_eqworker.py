@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -104,8 +105,10 @@ def test_worker_processes_drain_thousands_of_tasks_exactly_once(eq: EntroQ, log:
         worker(log, "--handler", "tests.handlers.finish", "--batch", "--concurrency", "2")
         for _ in range(2)
     ]
-    for process in processes:
-        _, err = process.communicate(timeout=150)
+    # Read every process's output as it comes: a full pipe would stall its worker.
+    with ThreadPoolExecutor() as pool:
+        outputs = list(pool.map(lambda p: p.communicate(timeout=150), processes))
+    for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
 
     finished = events(log)

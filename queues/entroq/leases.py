@@ -1,0 +1,91 @@
+"""``LeaseKeeper``: renews the leases of held tasks every ``lease / 2`` on one thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from .tasks import Task
+
+if TYPE_CHECKING:
+    from .client import EntroQ
+
+
+class LeaseKeeper:
+    """Renews the leases of the tasks it holds, every ``lease / 2``, on one thread.
+
+    A worker keeps one for its whole run rather than a thread a task: most tasks
+    finish before their first renewal is due, and then the keeper costs a wake-up.
+    """
+
+    def __init__(self, client: EntroQ, lease: float) -> None:
+        self.client = client
+        self.lease = lease
+        self._cond = threading.Condition()
+        self._tasks: list[Task] | None = None
+        self._error: BaseException | None = None
+        self._renewed_at = 0.0
+        self._renewing = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="entroq-lease", daemon=True)
+        self._thread.start()
+
+    def hold(self, tasks: list[Task]) -> None:
+        """Keep renewing ``tasks`` until ``release``."""
+        with self._cond:
+            self._tasks, self._error, self._renewed_at = list(tasks), None, time.monotonic()
+            self._cond.notify_all()
+
+    def release(self, *, raise_error: bool = True) -> list[Task]:
+        """Stop renewing; return the tasks at their latest versions.
+
+        Raises the error of a failed renewal (``DependencyError``: a lease was lost).
+        """
+        with self._cond:
+            while self._renewing:
+                self._cond.wait()
+            tasks, error = self._tasks, self._error
+            self._tasks = self._error = None
+            self._cond.notify_all()
+        if error is not None and raise_error:
+            raise error
+        return tasks or []
+
+    def close(self) -> None:
+        """Stop the thread (after the renewal under way, if any)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(max(self.lease, 10.0))
+
+    def _next(self) -> list[Task] | None:
+        """Wait until the held tasks are due for renewal; ``None`` once closed."""
+        with self._cond:
+            while not self._closed:
+                if self._tasks is None or self._error is not None:
+                    self._cond.wait()
+                    continue
+                left = self._renewed_at + self.lease / 2 - time.monotonic()
+                if left <= 0:
+                    self._renewing = True
+                    return self._tasks
+                self._cond.wait(left)
+            return None
+
+    def _run(self) -> None:
+        try:
+            while (tasks := self._next()) is not None:
+                renewed, error = tasks, None
+                try:
+                    renewed = self.client.renew_all_for(tasks, self.lease)
+                except BaseException as exc:  # handed to the holder by release()
+                    error = exc
+                with self._cond:
+                    self._renewing = False
+                    if self._tasks is tasks:
+                        self._tasks, self._error = renewed, error
+                        self._renewed_at = time.monotonic()
+                    self._cond.notify_all()
+        finally:
+            self.client.backend.release_thread()
