@@ -199,14 +199,15 @@ class Drain:
     steal: float
 
 
-def django_env(url: str) -> dict[str, str]:
+def django_env(url: str, settings: str = "entroq_site.settings") -> dict[str, str]:
     """Return the environment of a production-like Django process on ``url``."""
     return {
         **os.environ,
         "DATABASE_URL": url,
-        "DJANGO_SETTINGS_MODULE": "entroq_site.settings",
+        "DJANGO_SETTINGS_MODULE": settings,
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench",
+        "PYTHONPATH": str(ROOT),
     }
 
 

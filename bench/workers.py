@@ -16,7 +16,6 @@ raw reference is timed from its start signal. Run with ``make bench``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -27,20 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lifecycle import Postgres, drain, insert_tasks  # noqa: E402
+from bench.lifecycle import Postgres, django_env, drain, insert_tasks  # noqa: E402
 
 QUEUE = "bench"
 
 
 def env(url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench",
-        "PYTHONPATH": str(ROOT),
-    }
+    return django_env(url, "bench.settings")
 
 
 def manage(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

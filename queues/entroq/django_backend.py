@@ -26,7 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
 from .errors import DependencyError
-from .modify import Modification, TaskChange
+from .modify import Modification, TaskChange, inserted_task
 from .tasks import QueueStat, Task, utcnow
 
 logger = logging.getLogger(__name__)
@@ -613,22 +613,7 @@ class DjangoBackend(Backend):
             return []
         dialect = self.dialect
         created = dialect.read_time(now)
-        tasks = [
-            Task(
-                queue=data.queue,
-                id=data.id or uuid.uuid4(),
-                version=0,
-                at=data.at or created,
-                claimant=mod.claimant,
-                claims=0,
-                value=data.value,
-                created=created,
-                modified=created,
-                attempt=data.attempt,
-                err=data.err,
-            )
-            for data in mod.inserts
-        ]
+        tasks = [inserted_task(data, mod.claimant, created) for data in mod.inserts]
         if dialect.vendor == "postgresql":
             for batch in _batches(tasks):
                 # One statement of fixed text with an array a column, however many rows:

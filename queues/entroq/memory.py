@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
 from .errors import DependencyError
-from .modify import Modification
+from .modify import Modification, inserted_task
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task, utcnow
 
 
@@ -104,19 +104,7 @@ class MemoryBackend(Backend):
                 changed.append(task)
             inserted = []
             for data in mod.inserts:
-                task = Task(
-                    queue=data.queue,
-                    id=data.id or uuid.uuid4(),
-                    version=0,
-                    at=data.at or now,
-                    claimant=mod.claimant,
-                    claims=0,
-                    value=data.value,
-                    created=now,
-                    modified=now,
-                    attempt=data.attempt,
-                    err=data.err,
-                )
+                task = inserted_task(data, mod.claimant, now)
                 if task.id in self._tasks:  # a generated ID collided: astronomically rare
                     raise DependencyError(inserts=[task.id_version()])
                 self._put(task)

@@ -118,6 +118,27 @@ class Modification:
         return {d.queue for d in self.inserts} | {c.queue for c in self.changes}
 
 
+def inserted_task(data: TaskData, claimant: uuid.UUID | None, now: datetime) -> Task:
+    """Return the task an insert of ``data`` makes at ``now``, by ``claimant``.
+
+    Version and claims start at 0; ``at`` defaults to now; the inserter is the
+    claimant (so a task inserted into the future is held by it until it arrives).
+    """
+    return Task(
+        queue=data.queue,
+        id=data.id or uuid.uuid4(),
+        version=0,
+        at=data.at or now,
+        claimant=claimant,
+        claims=0,
+        value=data.value,
+        created=now,
+        modified=now,
+        attempt=data.attempt,
+        err=data.err,
+    )
+
+
 ModifyArg = Callable[[Modification], None]
 
 _UNSET: Final[Any] = object()
