@@ -56,8 +56,9 @@ def enqueue(url: str, kind: str, count: int) -> None:
         ),
         "procrastinate": (
             "from bench.tasks import procrastinate_noop\n"
-            f"for _ in range({count} // 1000):\n"
-            "    procrastinate_noop.batch_defer(*({} for _ in range(1000)))\n"
+            f"for start in range(0, {count}, 1000):\n"
+            f"    n = min(1000, {count} - start)\n"
+            "    procrastinate_noop.batch_defer(*({} for _ in range(n)))\n"
         ),
     }[kind]
     manage(url, "shell", "-c", code)

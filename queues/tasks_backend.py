@@ -87,7 +87,11 @@ class EntroQBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(result_id) from None
         if not stored.queue.startswith(self.prefix):
             raise TaskResultDoesNotExist(result_id)
-        payload = json.loads(stored.value)
+        try:
+            payload = json.loads(stored.value)
+            task = import_string(payload["task"])
+        except (ValueError, KeyError, TypeError, ImportError) as error:
+            raise TaskResultDoesNotExist(f"{result_id}: not a task result ({error})") from error
         now = datetime.now(tz=stored.at.tzinfo)
         if stored.queue.endswith(DONE):
             status = TaskResultStatus.SUCCESSFUL
@@ -98,10 +102,6 @@ class EntroQBackend(BaseTaskBackend):
         else:
             # Not started, deferred, or its worker died and the lease lapsed: it will run.
             status = TaskResultStatus.READY
-        try:
-            task = import_string(payload["task"])
-        except ImportError as error:
-            raise TaskResultDoesNotExist(f"{result_id}: {error}") from error
         return self._result(task, stored, payload, status)
 
     def _result(
@@ -134,10 +134,15 @@ class EntroQBackend(BaseTaskBackend):
 
     def run(self, stored: entroq.Task) -> list[entroq.ModifyArg]:
         """Run the task call in ``stored`` and return the move that records the outcome."""
-        payload = json.loads(stored.value)
-        task = import_string(payload["task"])
-        if not isinstance(task, DjangoTask):
-            raise entroq.MoveTaskError(f"{payload['task']} is not a task")
+        try:
+            payload = json.loads(stored.value)
+            task = import_string(payload["task"])
+            if not isinstance(task, DjangoTask):
+                raise TypeError(f"{payload['task']} is not a task")
+        except (ValueError, KeyError, TypeError, ImportError) as error:
+            # A removed or renamed task function, or a damaged value: a failure to keep,
+            # not a reason to stop the worker (it would come back to every worker).
+            return [stored.as_change(queue=stored.queue + ERR, err=f"cannot run: {error}")]
         started = datetime.now(tz=stored.at.tzinfo)
         payload.update(started_at=started.isoformat(), worker_ids=[str(stored.claimant)])
         result = self._result(task, stored, payload, TaskResultStatus.RUNNING)
@@ -148,7 +153,9 @@ class EntroQBackend(BaseTaskBackend):
             else:
                 value = task.call(*result.args, **result.kwargs)
             payload["return_value"] = normalize_json(value)
-            json.dumps(payload)  # refuse a return value that cannot be stored
+            size = len(json.dumps(payload).encode())  # refuse what cannot be stored
+            if size > entroq.DjangoBackend(self.database).max_value_bytes:
+                raise ValueError(f"the result of {size} bytes is over the value limit")
             status, queue = TaskResultStatus.SUCCESSFUL, stored.queue + DONE
         except Exception as error:  # the task's failure is its result
             kind = type(error)

@@ -28,11 +28,11 @@ def attempt_number(context: TaskContext[..., int]) -> int:
 
 
 @task
-def sleep_then_record(seconds: float) -> str:
-    """Sleep, then append to ``EQ_TEST_LOG`` (for crash tests)."""
+def sleep_then_record() -> str:
+    """Sleep ``EQ_TEST_SLEEP`` seconds, then append to ``EQ_TEST_LOG`` (crash tests)."""
     import time
 
-    time.sleep(seconds)
+    time.sleep(float(os.environ["EQ_TEST_SLEEP"]))
     with open(os.environ["EQ_TEST_LOG"], "a") as log:
         log.write("ran\n")
     return "ok"

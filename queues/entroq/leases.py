@@ -6,6 +6,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from .errors import DependencyError
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -59,8 +60,9 @@ class LeaseKeeper:
             self._cond.notify_all()
         self._thread.join(max(self.lease, 10.0))
 
-    def _next(self) -> list[Task] | None:
-        """Wait until the held tasks are due for renewal; ``None`` once closed."""
+    def _next(self) -> tuple[list[Task], float] | None:
+        """Wait until the held tasks are due for renewal; return them and when their
+        leases run out (``None`` once closed)."""
         with self._cond:
             while not self._closed:
                 if self._tasks is None or self._error is not None:
@@ -69,23 +71,33 @@ class LeaseKeeper:
                 left = self._renewed_at + self.lease / 2 - time.monotonic()
                 if left <= 0:
                     self._renewing = True
-                    return self._tasks
+                    return self._tasks, self._renewed_at + self.lease
                 self._cond.wait(left)
             return None
 
+    def _renew(self, tasks: list[Task], expires: float) -> tuple[list[Task], BaseException | None]:
+        """Renew ``tasks``; retry other failures than a lost lease until it would lapse."""
+        while True:
+            try:
+                return self.client.renew_all_for(tasks, self.lease), None
+            except DependencyError as exc:  # the lease is lost: handed to the holder
+                return tasks, exc
+            except Exception as exc:  # the database may come back before the lease ends
+                pause = min(1.0, self.lease / 10)
+                if time.monotonic() + pause >= expires - self.lease / 10:
+                    return tasks, exc
+                time.sleep(pause)
+
     def _run(self) -> None:
         try:
-            while (tasks := self._next()) is not None:
-                renewed, error = tasks, None
-                try:
-                    renewed = self.client.renew_all_for(tasks, self.lease)
-                except BaseException as exc:  # handed to the holder by release()
-                    error = exc
+            while (due := self._next()) is not None:
+                tasks, expires = due
+                began = time.monotonic()  # the new lease runs from here
+                renewed, error = self._renew(tasks, expires)
                 with self._cond:
                     self._renewing = False
                     if self._tasks is tasks:
-                        self._tasks, self._error = renewed, error
-                        self._renewed_at = time.monotonic()
+                        self._tasks, self._error, self._renewed_at = renewed, error, began
                     self._cond.notify_all()
         finally:
             self.client.backend.release_thread()

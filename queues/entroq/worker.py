@@ -95,6 +95,10 @@ class Worker:
         ``max_tasks`` ends the run after that many tasks; ``until_empty`` when no task is
         left to claim.
         """
+        if self.client.backend.in_transaction():
+            # Claims would stay uncommitted, and renewals (another connection) would
+            # wait for this transaction's locks.
+            raise ValueError("a worker cannot run inside a database transaction")
         stop = stop or threading.Event()
         done = 0
         keeper = LeaseKeeper(self.client, self.lease)
@@ -149,11 +153,13 @@ class Worker:
             elif failure is not None:
                 queue = self.err_qmap(current.queue)
                 message = _err_text(failure)
+                value = ErrorTaskValue(current, message).to_json()
+                if len(value) > self.client.backend.max_value_bytes:
+                    # Wrapped (base64) the value may no longer fit: keep the rest.
+                    note = "; the value was too large to keep"
+                    value = ErrorTaskValue(current.copy_omit_value(), message + note).to_json()
                 self.client.modify(
-                    current.as_deletion(),
-                    inserting_into(
-                        queue, value=ErrorTaskValue(current, message).to_json(), err=message
-                    ),
+                    current.as_deletion(), inserting_into(queue, value=value, err=message)
                 )
                 outcome = f"moved to {queue}"
             else:

@@ -44,11 +44,11 @@ def test_versions_of_the_task_are_made_current_after_renewals(eq: EntroQ, other:
     stolen: list[Task | None] = []
 
     def slow(task: Task) -> Sequence[ModifyArg]:
-        time.sleep(1.6)  # past the lease: only the renewals keep the task
+        time.sleep(2.6)  # past twice the lease: only the renewals keep the task
         stolen.append(other.try_claim("inbox"))
         return [task.as_change(queue="next")]
 
-    eq.new_worker("inbox", lease=0.6).run(slow, max_tasks=1)
+    eq.new_worker("inbox", lease=1.0).run(slow, max_tasks=1)
 
     assert stolen == [None]
     [moved] = eq.tasks("next")
@@ -154,7 +154,9 @@ def test_a_dependency_handler_that_raises_ends_the_run(eq: EntroQ) -> None:
         worker.run(work)
 
 
-def test_a_lost_lease_abandons_the_task_and_goes_on(eq: EntroQ, other: EntroQ) -> None:
+def test_a_lost_lease_abandons_the_task_and_goes_on(
+    eq: EntroQ, other: EntroQ, caplog: pytest.LogCaptureFixture
+) -> None:
     first = insert(eq, value=b"lost")
     insert(eq, value=b"kept")
     processed: list[bytes] = []
@@ -168,9 +170,14 @@ def test_a_lost_lease_abandons_the_task_and_goes_on(eq: EntroQ, other: EntroQ) -
         processed.append(task.value)
         return [task.as_deletion()]
 
-    done = eq.new_worker("inbox", lease=0.6).run(work, max_tasks=2)
+    errors: list[entroq.DependencyError] = []
+    worker = eq.new_worker("inbox", lease=0.6, on_dependency_error=errors.append)
+    with caplog.at_level("INFO", logger="queues.entroq.worker"):
+        done = worker.run(work, max_tasks=2)
 
     assert done == 2
+    assert f"task {first.id} from inbox: lease lost, abandoned" in caplog.text
+    assert errors == [], "abandoned at the lost renewal, not at the final modification"
     assert sorted(processed) == [b"kept", b"lost"]
     assert [t.id for t in eq.tasks("taken")] == [first.id], "the abandoned task is untouched"
     assert eq.tasks("inbox") == []
@@ -225,3 +232,12 @@ def test_a_worker_needs_sane_settings(eq: EntroQ) -> None:
         eq.new_worker("q", max_attempts=-1)
     with pytest.raises(ValueError, match="lease must be positive"):
         eq.new_worker("q", lease=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_refuses_to_run_inside_a_transaction() -> None:
+    from django.db import transaction
+
+    eq = EntroQ(entroq.DjangoBackend())
+    with transaction.atomic(), pytest.raises(ValueError, match="inside a database transaction"):
+        eq.new_worker("inbox").run(finish)

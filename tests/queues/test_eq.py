@@ -206,3 +206,9 @@ def test_errors_are_one_line_and_a_non_zero_exit(eq: EntroQ) -> None:
 
     assert process.returncode == 1
     assert err.strip() == "CommandError: not a task ID: 'not-an-id'"
+
+
+def test_prune_refuses_negative_and_endless_ages(eq: EntroQ) -> None:
+    for age in ("-3600", "-7d", "1e400", "100000000000d"):
+        with pytest.raises(CommandError, match="age"):
+            run("prune", "django-tasks/default/done", f"--older-than={age}")

@@ -135,6 +135,16 @@ def test_bad_arguments_are_one_clear_error(eq: EntroQ) -> None:
         )
     with pytest.raises(CommandError, match="queue must not be empty"):
         call_command("eqworker", "--handler", "tests.handlers.finish", "--queue", "")
+    for option, value, message in [
+        ("--lease", "0", "lease must be positive"),
+        ("--lease", "nan", "NaN"),
+        ("--retry-delay", "-1", "must not be negative"),
+        ("--max-attempts", "-1", "max_attempts"),
+    ]:
+        with pytest.raises(CommandError, match=message):
+            call_command(
+                "eqworker", "--handler", "tests.handlers.finish", "--queue", "q", option, value
+            )
 
 
 def test_batch_mode_in_process(eq: EntroQ, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,7 @@ def test_run_after_defers_the_task(eq: EntroQ) -> None:
 
 def test_status_is_running_while_claimed_and_ready_once_the_lease_lapses(eq: EntroQ) -> None:
     result = tasks.add.enqueue(1, 2)
-    claimed = eq.try_claim(QUEUE, duration=1)
+    claimed = eq.try_claim(QUEUE, duration=2)
     assert claimed is not None
 
     running = tasks.add.get_result(result.id)
@@ -107,7 +107,7 @@ def test_status_is_running_while_claimed_and_ready_once_the_lease_lapses(eq: Ent
     assert running.worker_ids == [str(eq.id)]
     assert running.started_at == claimed.modified
 
-    time.sleep(1.1)  # the worker "crashed": its lease lapses
+    time.sleep(2.1)  # the worker "crashed": its lease lapses
     assert tasks.add.get_result(result.id).status == TaskResultStatus.READY
     work_off()
     assert tasks.add.get_result(result.id).return_value == 3
@@ -181,8 +181,10 @@ def test_a_result_is_read_by_another_process(eq: EntroQ) -> None:
 
 def test_a_crashed_worker_never_leaves_a_task_running(eq: EntroQ, tmp_path: Path) -> None:
     log = tmp_path / "ran.log"
-    result = tasks.sleep_then_record.enqueue(30)
-    first = start_manage("eqworker", "--django-tasks", "--lease", "1", EQ_TEST_LOG=str(log))
+    result = tasks.sleep_then_record.enqueue()
+    first = start_manage(
+        "eqworker", "--django-tasks", "--lease", "1", EQ_TEST_LOG=str(log), EQ_TEST_SLEEP="30"
+    )
     deadline = time.monotonic() + 30
     while tasks.sleep_then_record.get_result(result.id).status != TaskResultStatus.RUNNING:
         assert time.monotonic() < deadline, "the worker never started the task"
@@ -194,6 +196,14 @@ def test_a_crashed_worker_never_leaves_a_task_running(eq: EntroQ, tmp_path: Path
 
     assert tasks.sleep_then_record.get_result(result.id).status == TaskResultStatus.READY
     assert not log.exists()
+    second = start_manage(
+        "eqworker", "--django-tasks", "--max-tasks", "1", EQ_TEST_LOG=str(log), EQ_TEST_SLEEP="0"
+    )
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    done = tasks.sleep_then_record.get_result(result.id)
+    assert done.status == TaskResultStatus.SUCCESSFUL, "another worker ran it"
+    assert log.read_text() == "ran\n"
 
 
 def test_prune_deletes_old_results(eq: EntroQ) -> None:
@@ -229,3 +239,22 @@ def test_django_tasks_mode_takes_its_own_arguments() -> None:
         call_command("eqworker", "--django-tasks", "--queue", "x")
     with pytest.raises(CommandError, match="--handler and --queue, or --django-tasks"):
         call_command("eqworker")
+
+
+def test_a_task_that_cannot_be_run_fails_without_stopping_the_worker(eq: EntroQ) -> None:
+    [gone], _ = eq.modify(
+        entroq.inserting_into(
+            QUEUE, value=b'{"task": "tests.tasks.removed", "args": [], "kwargs": {}}'
+        )
+    )
+    [damaged], _ = eq.modify(entroq.inserting_into(QUEUE, value=b"not json"))
+    result = tasks.add.enqueue(1, 2)
+
+    work_off()
+
+    assert tasks.add.get_result(result.id).return_value == 3, "the worker went on"
+    failed = {t.id: t for t in eq.tasks(f"{QUEUE}/err")}
+    assert failed.keys() == {gone.id, damaged.id}
+    assert failed[gone.id].err.startswith("cannot run: ")
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result(str(damaged.id))

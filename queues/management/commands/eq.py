@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from queues import entroq
 from queues.entroq import EntroQ, Task, ops
@@ -38,11 +39,14 @@ def _age(text: str) -> timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
     try:
-        return timedelta(seconds=float(number) * units[unit])
-    except ValueError:
+        age = timedelta(seconds=float(number) * units[unit])
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"not an age: {text!r} (try 3600, 90m, 12h or 7d)"
         ) from None
+    if age < timedelta(0):
+        raise argparse.ArgumentTypeError(f"an age must not be negative: {text!r}")
+    return age
 
 
 def _task_id(text: str) -> uuid.UUID:
@@ -124,8 +128,12 @@ class Command(BaseCommand):
                 getattr(self, f"do_{verb}")(eq, options)
             except entroq.DependencyError as error:
                 raise CommandError(f"conflict: {error}") from error
-            except (ValueError, TypeError) as error:
+            except (ValueError, TypeError, OverflowError) as error:
                 raise CommandError(str(error)) from error
+            except DatabaseError as error:
+                raise CommandError(f"database error: {error}".strip()) from error
+            except KeyboardInterrupt:
+                raise CommandError("interrupted") from None
 
     # Reading.
 
@@ -257,7 +265,10 @@ class Command(BaseCommand):
         queue = options["queue"]
         cutoff = eq.time() - options["older_than"]
         old = (t for t in ops.walk(eq, queue, values=False) if t.modified < cutoff)
-        result = ops.apply_each(eq, old, lambda t: [t.as_deletion()])
+        size = eq.queues(match_exact=queue).get(queue, 0)
+        result = ops.apply_each(
+            eq, old, lambda t: [t.as_deletion()], progress=self._progress("pruned", size)
+        )
         self._report("pruned", result)
 
     # Helpers.
@@ -291,7 +302,11 @@ class Command(BaseCommand):
     def _confirm(self, question: str) -> None:
         if not sys.stdin.isatty():
             raise CommandError(f"{question} Not confirmed: pass --yes (no terminal to ask)")
-        if input(f"{question} [y/N] ").strip().lower() not in {"y", "yes"}:
+        try:
+            answer = input(f"{question} [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in {"y", "yes"}:
             raise CommandError("not confirmed")
 
     def _progress(self, verb: str, total: int) -> Any:

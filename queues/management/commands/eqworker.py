@@ -6,7 +6,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -15,7 +16,6 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from queues import entroq
-from queues.entroq.tasks import check_queue
 from queues.entroq.worker import Work
 
 logger = logging.getLogger("queues.eqworker")
@@ -67,19 +67,24 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["django_tasks"]:
-            work, options["queue"] = self._django_tasks(options)
+            work, options["queue"], client = self._django_tasks(options)
         else:
-            work = self._handler(options)
+            work, client = self._handler(options), entroq.EntroQ
+        options["client"] = client
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1")
         if options["max_tasks"] < 0:
             raise CommandError("--max-tasks must not be negative")
         queues: list[str] = options["queue"]
-        for queue in queues:
-            try:
-                check_queue(queue)
-            except (TypeError, ValueError) as exc:
-                raise CommandError(str(exc)) from exc
+        try:  # every setting checked here, not in the worker threads
+            entroq.EntroQ(entroq.MemoryBackend()).new_worker(
+                *queues,
+                lease=options["lease"],
+                max_attempts=options["max_attempts"],
+                retry_delay=options["retry_delay"],
+            )
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
 
         stop = threading.Event()
         previous = self._install_signal_handlers(stop)
@@ -118,6 +123,7 @@ class Command(BaseCommand):
             raise CommandError(f"a worker failed: {failures[0]!r}")
 
     def _handler(self, options: dict[str, Any]) -> Work:
+        """Return the handler named by --handler."""
         if not options["handler"] or not options["queue"]:
             raise CommandError("give --handler and --queue, or --django-tasks")
         try:
@@ -128,7 +134,10 @@ class Command(BaseCommand):
             raise CommandError(f"handler {options['handler']!r} is not callable")
         return work
 
-    def _django_tasks(self, options: dict[str, Any]) -> tuple[Work, list[str]]:
+    def _django_tasks(
+        self, options: dict[str, Any]
+    ) -> tuple[Work, list[str], Callable[[], entroq.EntroQ]]:
+        """Return the tasks backend's runner, its queues, and clients on its database."""
         from django.tasks import task_backends
         from django.tasks.exceptions import InvalidTaskBackend
 
@@ -143,14 +152,20 @@ class Command(BaseCommand):
         if not isinstance(backend, EntroQBackend):
             raise CommandError(f"TASKS[{options['backend']!r}] is not an EntroQBackend")
         names = options["queue_name"] or sorted(backend.queues)
+        if not names:
+            raise CommandError(f"TASKS[{options['backend']!r}] has no QUEUES; give --queue-name")
         options["handler"] = f"django.tasks on {options['backend']!r}"
-        return backend.run, [backend.queue_for(name) for name in names]
+        return backend.run, [backend.queue_for(name) for name in names], backend.client
 
     def _install_signal_handlers(self, stop: threading.Event) -> dict[int, Any]:
         """Make SIGTERM and SIGINT stop claiming; return the handlers they replace."""
 
+        signals = 0  # counted apart from stop, which --max-tasks and failures also set
+
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if stop.is_set():
+            nonlocal signals
+            signals += 1
+            if signals > 1:
                 logger.warning("eqworker: second signal, exiting now")
                 os._exit(1)
             logger.info("eqworker: %s, finishing the tasks in hand", signal.Signals(signum).name)
@@ -169,7 +184,7 @@ class Command(BaseCommand):
         budget: _Budget,
         failures: list[BaseException],
     ) -> None:
-        client = entroq.EntroQ()
+        client = options["client"]()
         worker = client.new_worker(
             *queues,
             lease=options["lease"],
@@ -179,11 +194,16 @@ class Command(BaseCommand):
         backoff = 1.0
         try:
             while not stop.is_set():
+                started = time.monotonic()
                 try:
                     worker.run(budget.counting(work), stop, until_empty=options["batch"])
                     if options["batch"]:
                         return
                 except DatabaseError as exc:
+                    if _connection_usable(client):
+                        raise  # the handler's own database error, not an outage
+                    if time.monotonic() - started > MAX_BACKOFF:
+                        backoff = 1.0  # it ran well for a while: a new outage
                     # The database went away (restart, network): drop the connection and
                     # try again later; claims held meanwhile lapse and are redelivered.
                     logger.warning(
@@ -192,14 +212,23 @@ class Command(BaseCommand):
                     client.backend.release_thread()
                     stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
-                else:
-                    backoff = 1.0
         except BaseException as exc:
             logger.exception("eqworker: worker stopped by an error")
             failures.append(exc)
             stop.set()
         finally:
             client.backend.release_thread()
+
+
+def _connection_usable(client: entroq.EntroQ) -> bool:
+    """Return whether this thread's connection to the client's database still works."""
+    from django.db import connections
+
+    connection = connections[getattr(client.backend, "using", "default")]
+    try:
+        return connection.connection is not None and connection.is_usable()
+    except Exception:
+        return False
 
 
 class _Budget:
