@@ -134,7 +134,9 @@ class Worker:
             raise
         try:
             [current] = keeper.release()
-        except DependencyError as error:
+        except Exception as error:
+            # The lease is gone: another claimant changed the task (DependencyError), or
+            # renewals failed until it lapsed. Either way the task is no longer ours.
             self._log(task, "lease lost, abandoned", started, error)
             return
         try:
