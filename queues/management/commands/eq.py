@@ -310,16 +310,18 @@ class Command(BaseCommand):
             raise CommandError("not confirmed")
 
     def _progress(self, verb: str, total: int) -> Any:
+        """Return a progress callback: one line rewritten on a terminal, lines elsewhere."""
+        tty = self.stderr.isatty()
+
         def show(result: ops.BulkResult) -> None:
-            self.stderr.write(
-                f"\r{verb} {len(result.done)} of {total}, {len(result.conflicts)} conflicts",
-                ending="",
-            )
+            line = f"{verb} {len(result.done)} of {total}, {len(result.conflicts)} conflicts"
+            self.stderr.write(f"\r{line}" if tty else line, ending="" if tty else "\n")
 
         return show
 
     def _report(self, verb: str, result: ops.BulkResult) -> None:
-        self.stderr.write("")
+        if self.stderr.isatty():
+            self.stderr.write("")  # end the progress line
         for task_id, why in result.conflicts:
             self.stderr.write(f"conflict {task_id}: {why}")
         self.stdout.write(f"{verb} {len(result.done)}, conflicts {len(result.conflicts)}")
