@@ -286,10 +286,6 @@ class EntroQ:
         period = seconds(lease, "lease")
         if period <= 0:
             raise ValueError("lease must be positive")
-        if self.backend.in_transaction():
-            # The renewals run on another connection: they would wait for this
-            # transaction's locks, or not see its uncommitted claim at all.
-            raise ValueError("do_with_renew cannot run inside a database transaction")
         keeper = LeaseKeeper(self, period)
         keeper.hold(list(tasks))
         try:

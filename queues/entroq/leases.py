@@ -21,6 +21,10 @@ class LeaseKeeper:
     """
 
     def __init__(self, client: EntroQ, lease: float) -> None:
+        if client.backend.in_transaction():
+            # Renewals run on another connection: they would wait for this
+            # transaction's locks, or not see its uncommitted claims at all.
+            raise ValueError("lease renewals cannot run inside a database transaction")
         self.client = client
         self.lease = lease
         self._cond = threading.Condition()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -62,14 +63,14 @@ def apply_each(
     batch: list[Task] = []
 
     def flush() -> None:
-        try:
-            if batch:
+        if batch:
+            try:
                 eq.modify(*(arg for task in batch for arg in action(task)))
                 result.done.extend(t.id_version() for t in batch)
-        except (DependencyError, ValueError):
-            for task in batch:
-                _apply_one(eq, task, action, force, result)
-        batch.clear()
+            except (DependencyError, ValueError):
+                for task in batch:
+                    _apply_one(eq, task, action, force, result)
+            batch.clear()
         if progress is not None:
             progress(result)
 
@@ -92,12 +93,15 @@ def _apply_one(
     result: BulkResult,
 ) -> None:
     try:
-        eq.modify(*action(task), claimant=task.claimant if force and task.claimant else None)
+        eq.modify(*action(task), claimant=acting_claimant(task, force))
         result.done.append(task.id_version())
-    except DependencyError as error:
+    except (DependencyError, ValueError) as error:
         result.conflicts.append((task.id_version(), str(error)))
-    except ValueError as error:
-        result.conflicts.append((task.id_version(), str(error)))
+
+
+def acting_claimant(task: Task, force: bool) -> uuid.UUID | None:
+    """Return the claimant to modify ``task`` as: its holder when forced, else the client."""
+    return task.claimant if force and task.claimant else None
 
 
 def walk(eq: EntroQ, queue: str, *, page: int = CHUNK, values: bool = True) -> Iterator[Task]:

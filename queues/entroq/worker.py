@@ -95,13 +95,9 @@ class Worker:
         ``max_tasks`` ends the run after that many tasks; ``until_empty`` when no task is
         left to claim.
         """
-        if self.client.backend.in_transaction():
-            # Claims would stay uncommitted, and renewals (another connection) would
-            # wait for this transaction's locks.
-            raise ValueError("a worker cannot run inside a database transaction")
+        keeper = LeaseKeeper(self.client, self.lease)  # refuses to run inside a transaction
         stop = stop or threading.Event()
         done = 0
-        keeper = LeaseKeeper(self.client, self.lease)
         try:
             while not stop.is_set() and not (max_tasks and done >= max_tasks):
                 if until_empty:

@@ -281,8 +281,7 @@ class Command(BaseCommand):
         return found[0]
 
     def _as(self, task: Task, options: dict[str, Any]) -> uuid.UUID | None:
-        """Return the claimant to act as: the holder with --force, else ourselves."""
-        return task.claimant if options["force"] and task.claimant else None
+        return ops.acting_claimant(task, options["force"])
 
     def _value(self, options: dict[str, Any], *, required: bool) -> bytes | None:
         if options["value"] is not None and options["file"]:
