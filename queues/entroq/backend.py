@@ -45,7 +45,9 @@ class TasksQuery:
     """A listing of tasks.
 
     ``queue`` may be empty only when ``ids`` are given. ``claimant`` limits the result
-    to tasks it holds or whose claim has expired. ``limit <= 0`` means no limit.
+    to tasks it holds or whose claim has expired. ``limit <= 0`` means no limit. The
+    fields after ``omit_values`` extend Go's query for browsing (the dashboard); a
+    lookup by ``ids`` ignores the order and the bounds.
     """
 
     queue: str = ""
@@ -53,6 +55,18 @@ class TasksQuery:
     limit: int = 0
     ids: tuple[uuid.UUID, ...] = ()
     omit_values: bool = False
+    #: Only tasks in this state: ``"available"``, ``"claimed"`` or ``"future"``.
+    state: str = ""
+    #: Only tasks whose ``attempt`` is at least this.
+    min_attempt: int = 0
+    #: Order by ``at`` then ``id`` descending instead of ascending.
+    newest_first: bool = False
+    #: Keyset bounds: only tasks whose ``(at, id)`` is strictly after / before these,
+    #: whatever the order, so listings page through millions of tasks without OFFSET.
+    after: tuple[datetime, uuid.UUID] | None = None
+    before: tuple[datetime, uuid.UUID] | None = None
+    #: When positive, each value is cut to its first ``preview`` bytes.
+    preview: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +161,10 @@ class Backend(ABC):
 
     @abstractmethod
     def tasks(self, query: TasksQuery) -> list[Task]:
-        """Return tasks of a queue ordered by ``at`` then ``id``, or by ``query.ids``."""
+        """Return tasks of a queue ordered by ``at`` then ``id``, or by ``query.ids``.
+
+        Honour every field of ``query``; ``EntroQ.tasks`` has validated them.
+        """
 
     @abstractmethod
     def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:

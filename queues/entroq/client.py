@@ -21,7 +21,16 @@ from .backend import (
 from .errors import DependencyError, default_err_qmap
 from .leases import LeaseKeeper
 from .modify import ModifyArg, changing, new_modification
-from .tasks import Duration, QueueStat, Task, as_uuid, check_queue, seconds
+from .tasks import (
+    TASK_STATES,
+    Duration,
+    QueueStat,
+    Task,
+    as_uuid,
+    aware_utc,
+    check_queue,
+    seconds,
+)
 from .worker import Worker
 
 
@@ -45,6 +54,18 @@ def _queues_query(
         match_exact=_names(match_exact, "match_exact"),
         limit=limit,
     )
+
+
+def _bound(
+    bound: tuple[datetime, uuid.UUID] | None, name: str
+) -> tuple[datetime, uuid.UUID] | None:
+    if bound is None:
+        return None
+    try:
+        at, id = bound
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an (at, id) pair") from None
+    return aware_utc(at, f"{name} at"), as_uuid(id, f"{name} id")
 
 
 class EntroQ:
@@ -165,15 +186,30 @@ class EntroQ:
         limit: int = 0,
         ids: Iterable[uuid.UUID] = (),
         omit_values: bool = False,
+        state: str = "",
+        min_attempt: int = 0,
+        newest_first: bool = False,
+        after: tuple[datetime, uuid.UUID] | None = None,
+        before: tuple[datetime, uuid.UUID] | None = None,
+        preview: int = 0,
     ) -> list[Task]:
-        """Return the tasks of ``queue`` (or the tasks ``ids``, in that order)."""
+        """Return the tasks of ``queue`` (or the tasks ``ids``, in that order).
+
+        Browsing options (see ``TasksQuery``): ``state`` (``"available"``, ``"claimed"``
+        or ``"future"``), ``min_attempt``, ``newest_first``, the keyset bounds ``after``
+        and ``before`` as ``(at, id)`` pairs, and ``preview`` to cut values to so many
+        bytes.
+        """
         wanted = tuple(as_uuid(i) for i in ids)
         if queue:
             check_queue(queue)
         elif not wanted:
             raise ValueError("tasks needs a queue, or ids to look up across queues")
-        if limit < 0:
-            raise ValueError(f"limit must not be negative, got {limit}")
+        for name, number in (("limit", limit), ("min_attempt", min_attempt), ("preview", preview)):
+            if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {number!r}")
+        if state and state not in TASK_STATES:
+            raise ValueError(f"state must be one of {', '.join(TASK_STATES)}, got {state!r}")
         return self.backend.tasks(
             TasksQuery(
                 queue=queue,
@@ -181,6 +217,12 @@ class EntroQ:
                 limit=limit,
                 ids=wanted,
                 omit_values=omit_values,
+                state=state,
+                min_attempt=min_attempt,
+                newest_first=bool(newest_first),
+                after=_bound(after, "after"),
+                before=_bound(before, "before"),
+                preview=preview,
             )
         )
 

@@ -36,6 +36,11 @@ T = TypeVar("T")
 TASK_TABLE = "entroq_task"
 COLUMNS = "id, queue, version, at, claimant, claims, value, created, modified, attempt, err"
 COLUMNS_NO_VALUE = COLUMNS.replace("value", "NULL")
+STATE_CONDITIONS = {
+    "available": "at <= {now}",
+    "claimed": "at > {now} AND claimant IS NOT NULL",
+    "future": "at > {now} AND claimant IS NULL",
+}
 # A bulk insert sends at most this many rows, and about this many value bytes, in one
 # statement (PostgreSQL refuses parameters over 1 GB).
 INSERT_ROWS = 10_000
@@ -692,10 +697,27 @@ class DjangoBackend(Backend):
         if query.claimant is not None:
             conditions.append(f"(at <= {dialect.now} OR claimant = %(claimant)s)")
             params["claimant"] = dialect.db_uuid(query.claimant)
-        columns = COLUMNS_NO_VALUE if query.omit_values else COLUMNS
+        if query.state:
+            conditions.append(STATE_CONDITIONS[query.state].format(now=dialect.now))
+        if query.min_attempt:
+            conditions.append("attempt >= %(min_attempt)s")
+            params["min_attempt"] = query.min_attempt
+        if query.omit_values:
+            columns = COLUMNS_NO_VALUE
+        elif query.preview > 0:
+            columns = COLUMNS.replace("value", f"substr(value, 1, {int(query.preview)})")
+        else:
+            columns = COLUMNS
+        if not query.ids:
+            # Row values, so both databases walk the (queue, at, id) index from the bound.
+            for name, bound, op in (("after", query.after, ">"), ("before", query.before, "<")):
+                if bound is not None:
+                    conditions.append(f"(at, id) {op} (%({name}_at)s, %({name}_id)s)")
+                    params[f"{name}_at"] = dialect.db_time(bound[0])
+                    params[f"{name}_id"] = dialect.db_uuid(bound[1])
         sql = f"SELECT {columns} FROM {TASK_TABLE} WHERE {' AND '.join(conditions)}"
         if not query.ids:
-            sql += " ORDER BY at, id"
+            sql += " ORDER BY at DESC, id DESC" if query.newest_first else " ORDER BY at, id"
             if query.limit > 0:
                 sql += f" LIMIT {int(query.limit)}"
         tasks = [dialect.row_to_task(row) for row in self._execute(sql, params)]
@@ -722,7 +744,7 @@ class DjangoBackend(Backend):
             f"SELECT queue, count(*), "
             f"sum(CASE WHEN at <= {dialect.now} THEN 1 ELSE 0 END), "
             f"sum(CASE WHEN at > {dialect.now} AND claimant IS NOT NULL THEN 1 ELSE 0 END), "
-            f"max(claims) FROM {TASK_TABLE}"
+            f"max(claims), min(at) FROM {TASK_TABLE}"
         )
         if matches:
             sql += f" WHERE {' OR '.join(matches)}"
@@ -730,7 +752,7 @@ class DjangoBackend(Backend):
         if query.limit > 0:
             sql += f" LIMIT {int(query.limit)}"
         stats = {}
-        for name, size, available, claimed, max_claims in self._execute(sql, params):
+        for name, size, available, claimed, max_claims, earliest in self._execute(sql, params):
             stats[name] = QueueStat(
                 name=name,
                 size=size,
@@ -738,6 +760,7 @@ class DjangoBackend(Backend):
                 available=int(available),
                 future=size - int(available) - int(claimed),
                 max_claims=max_claims,
+                earliest=dialect.read_time(earliest),
             )
         return stats
 

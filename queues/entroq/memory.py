@@ -120,14 +120,26 @@ class MemoryBackend(Backend):
                 tasks = [t for t in found if t and (not query.queue or t.queue == query.queue)]
             else:
                 tasks = sorted(
-                    self._queues.get(query.queue, {}).values(), key=lambda t: (t.at, t.id)
+                    self._queues.get(query.queue, {}).values(),
+                    key=_position,
+                    reverse=query.newest_first,
                 )
+                if query.after is not None:
+                    tasks = [t for t in tasks if _position(t) > _key(query.after)]
+                if query.before is not None:
+                    tasks = [t for t in tasks if _position(t) < _key(query.before)]
         if query.claimant is not None:
             tasks = [t for t in tasks if t.at <= now or t.claimant == query.claimant]
+        if query.state:
+            tasks = [t for t in tasks if t.state(now) == query.state]
+        if query.min_attempt:
+            tasks = [t for t in tasks if t.attempt >= query.min_attempt]
         if query.limit > 0:
             tasks = tasks[: query.limit]
         if query.omit_values:
             tasks = [t.copy_omit_value() for t in tasks]
+        elif query.preview > 0:
+            tasks = [dataclasses.replace(t, value=t.value[: query.preview]) for t in tasks]
         return tasks
 
     def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
@@ -147,6 +159,7 @@ class MemoryBackend(Backend):
                     available=available,
                     future=len(tasks) - available - claimed,
                     max_claims=max(t.claims for t in tasks),
+                    earliest=min(t.at for t in tasks),
                 )
                 if query.limit > 0 and len(stats) >= query.limit:
                     break
@@ -162,3 +175,11 @@ class MemoryBackend(Backend):
             now = self.time()
             arrivals = [t.at for q in queues for t in self._queues.get(q, {}).values()]
         return (min(arrivals) - now).total_seconds() if arrivals else None
+
+
+def _position(task: Task) -> tuple[datetime, int]:
+    return task.at, task.id.int
+
+
+def _key(bound: tuple[datetime, uuid.UUID]) -> tuple[datetime, int]:
+    return bound[0], bound[1].int

@@ -19,6 +19,7 @@ MAX_ERR_LENGTH = 65_536
 DEFAULT_MAX_VALUE_BYTES = 10 * 1024 * 1024
 # Durations beyond a century are mistakes (and overflow timedelta and the databases).
 MAX_DURATION_SECONDS = 100 * 365 * 24 * 3600.0
+TASK_STATES = ("available", "claimed", "future")
 
 Duration = float | int | timedelta
 
@@ -191,6 +192,12 @@ class Task:
     def id_version(self) -> TaskID:
         return TaskID(self.id, self.version)
 
+    def state(self, now: datetime) -> str:
+        """Return ``"available"``, ``"claimed"`` or ``"future"`` (see ``QueueStat``)."""
+        if self.at <= now:
+            return "available"
+        return "future" if self.claimant is None else "claimed"
+
     def data(self) -> TaskData:
         """Return this task's data, for inserting a copy of it."""
         return TaskData(
@@ -224,7 +231,8 @@ class QueueStat:
 
     ``available`` tasks have arrived (``at <= now``); ``claimed`` tasks are held by a
     claimant until a future ``at``; ``future`` tasks have not arrived and nobody holds
-    them. ``size`` is their sum.
+    them. ``size`` is their sum. ``earliest`` is the smallest ``at`` in the queue: when
+    it is not in the future, it is when the oldest available task arrived.
     """
 
     name: str
@@ -233,3 +241,4 @@ class QueueStat:
     available: int = 0
     future: int = 0
     max_claims: int = 0
+    earliest: datetime | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 import uuid
@@ -462,9 +463,17 @@ def test_stats_are_exact(eq: EntroQ, other: EntroQ) -> None:
     stats = eq.queue_stats()
 
     assert stats["s"] == entroq.QueueStat(
-        name="s", size=5, claimed=3, available=1, future=1, max_claims=1
+        name="s",
+        size=5,
+        claimed=3,
+        available=1,
+        future=1,
+        max_claims=1,
+        earliest=min(t.at for t in eq.tasks("s")),
     )
-    assert stats["t"] == entroq.QueueStat(name="t", size=1, available=1)
+    assert stats["t"] == entroq.QueueStat(
+        name="t", size=1, available=1, earliest=eq.tasks("t")[0].at
+    )
     assert eq.queue_stats(match_exact="t") == {"t": stats["t"]}
     assert list(eq.queue_stats(limit=1)) == ["s"]
 
@@ -585,3 +594,60 @@ def test_time_is_utc(eq: EntroQ) -> None:
     now = eq.time()
     assert now.utcoffset() == timedelta(0)
     assert abs((now - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_browsing_filters_orders_and_pages_by_keyset(eq: EntroQ, other: EntroQ) -> None:
+    start = eq.time() - timedelta(hours=1)
+    tasks = [
+        insert(eq, "b", value=f"value {i}".encode(), at=start + timedelta(seconds=i // 2))
+        for i in range(10)
+    ]  # pairs share an ``at``, so the ID breaks ties
+    held = other.try_claim("b", duration=60)
+    assert held is not None
+    # Future and held by nobody: only a modification without a claimant makes one.
+    eq.backend.modify(
+        entroq.new_modification(None, entroq.inserting_into("b", arrival_in=60, attempt=3))
+    )
+    order = sorted((t for t in tasks if t.id != held.id), key=lambda t: (t.at, t.id.int))
+
+    def ids(found: list[entroq.Task]) -> list[uuid.UUID]:
+        return [t.id for t in found]
+
+    available = eq.tasks("b", state="available")
+    assert ids(available) == [t.id for t in order]
+    assert ids(eq.tasks("b", state="claimed")) == [held.id]
+    future = eq.tasks("b", state="future", omit_values=True)
+    assert len(future) == 1
+    assert future[0].value == b""
+    assert ids(eq.tasks("b", min_attempt=3)) == ids(future)
+    newest = eq.tasks("b", state="available", newest_first=True, limit=3)
+    assert ids(newest) == [t.id for t in reversed(order)][:3]
+
+    pages, bound = [], None
+    while page := eq.tasks("b", state="available", limit=4, after=bound, preview=5):
+        pages.append(ids(page))
+        bound = (page[-1].at, page[-1].id)
+        assert all(t.value == b"value" for t in page), "previews are cut to 5 bytes"
+    assert [len(p) for p in pages] == [4, 4, 1]
+    assert [i for page in pages for i in page] == [t.id for t in order]
+
+    middle = order[4]
+    before = eq.tasks("b", state="available", newest_first=True, before=(middle.at, middle.id))
+    assert ids(before) == [t.id for t in reversed(order[:4])]
+    after = eq.tasks("b", state="available", after=(middle.at, middle.id), limit=2)
+    assert ids(after) == [t.id for t in order[5:7]]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"state": "stuck"}, "state must be one of"),
+        ({"min_attempt": -1}, "min_attempt must be"),
+        ({"preview": -5}, "preview must be"),
+        ({"after": (datetime(2026, 1, 1), uuid.uuid4())}, "timezone-aware"),
+        ({"before": "yesterday"}, "an (at, id) pair"),
+    ],
+)
+def test_browsing_refuses_bad_options(eq: EntroQ, options: dict[str, object], message: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
+        eq.tasks("b", **options)  # type: ignore[arg-type]
