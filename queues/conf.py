@@ -13,6 +13,19 @@ DEFAULTS: dict[str, Any] = {
     # Turn off behind a pooler that cannot carry them (PgBouncer in transaction mode
     # before 1.21).
     "PREPARE_STATEMENTS": True,
+    # The dashboard's live refresh: the default period, and the shortest allowed.
+    "DASHBOARD_REFRESH_SECONDS": 5,
+    "DASHBOARD_MIN_REFRESH_SECONDS": 2,
+    # Tasks on one page of a queue (a page may ask for 10 to 500).
+    "DASHBOARD_PAGE_SIZE": 50,
+    # Queues on the overview; narrower prefixes show the rest.
+    "DASHBOARD_MAX_QUEUES": 1000,
+    # A queue stands out when a task has been claimed this often (a crash loop)...
+    "DASHBOARD_WARN_CLAIMS": 5,
+    # ...or when its oldest available task has waited this many seconds.
+    "DASHBOARD_WARN_AGE_SECONDS": 300,
+    # Values up to this size are shown inline; larger ones only download.
+    "DASHBOARD_INLINE_VALUE_BYTES": 256 * 1024,
 }
 
 

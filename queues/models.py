@@ -1,6 +1,8 @@
-"""The task table. Only ``queues.entroq.DjangoBackend`` writes it; everything else reads."""
+"""The task table, which only ``queues.entroq.DjangoBackend`` writes, and the audit log."""
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from queues.entroq.django_backend import TASK_TABLE
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
@@ -27,6 +29,47 @@ class Task(models.Model):
         # write-ahead log per claim. (queue, at) finds the oldest available tasks of a
         # queue, gives each queue's next arrival, and with ``id`` pages listings stably.
         indexes = [models.Index(fields=["queue", "at", "id"], name="entroq_task_queue_at_id")]
+        # Roles beyond Django's view_task (stats and metadata): values can hold personal
+        # data, and acting on a task another worker holds can break that worker's run.
+        permissions = [
+            ("view_task_value", "Can see task values"),
+            ("operate_task", "Can retry, release, move, edit and delete tasks"),
+            ("force_task", "Can act on tasks that another claimant holds"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id}:{self.version} in {self.queue}"
+
+
+class AuditEntry(models.Model):
+    """One operator action from the dashboard or the admin, and what came of it."""
+
+    class Outcome(models.TextChoices):
+        DONE = "done", "done"
+        PARTIAL = "partial", "partly done"
+        CONFLICT = "conflict", "conflict"
+        REFUSED = "refused", "refused"
+
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the log still names who acted after the account is gone.
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=20)
+    queue = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    # The destination of a move.
+    target = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    forced = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    # [{"id": ..., "version": ..., "done": bool, "detail": ...}] for each task acted on.
+    tasks = models.JSONField(default=list)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["at"], name="entroq_audit_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} {self.action} ({self.outcome})"

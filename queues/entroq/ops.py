@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .client import EntroQ
 from .errors import DependencyError, ErrorTaskValue
 from .modify import ModifyArg, inserting
-from .tasks import Task, TaskData, TaskID
+from .tasks import Task, TaskData, TaskID, check_queue, check_value
 
 CHUNK = 500
 
@@ -34,6 +34,39 @@ def retrying(error_task: Task) -> list[ModifyArg]:
             )
         ),
     ]
+
+
+def retry(task: Task) -> list[ModifyArg]:
+    """Return the modification that retries ``task``, available now.
+
+    An error-queue task (an ``ErrorTaskValue``, which needs the value) goes back to
+    its original queue with :func:`retrying`; any other task is released.
+    """
+    try:
+        return retrying(task)
+    except ValueError:
+        return release(task)
+
+
+def release(task: Task) -> list[ModifyArg]:
+    """Return the modification that makes ``task`` available now, ending any claim."""
+    return [task.as_change()]
+
+
+def delete(task: Task) -> list[ModifyArg]:
+    return [task.as_deletion()]
+
+
+def moving(queue: str) -> Callable[[Task], list[ModifyArg]]:
+    """Return an action that moves a task to ``queue``, available now."""
+    check_queue(queue)
+    return lambda task: [task.as_change(queue=queue)]
+
+
+def editing(value: bytes) -> Callable[[Task], list[ModifyArg]]:
+    """Return an action that replaces a task's value and makes it available now."""
+    check_value(value)
+    return lambda task: [task.as_change(value=value)]
 
 
 @dataclass
@@ -97,6 +130,40 @@ def _apply_one(
         result.done.append(task.id_version())
     except (DependencyError, ValueError) as error:
         result.conflicts.append((task.id_version(), str(error)))
+
+
+def apply_to_versions(
+    eq: EntroQ,
+    items: Iterable[TaskID],
+    action: Callable[[Task], Sequence[ModifyArg]],
+    *,
+    force: bool = False,
+    values: bool = False,
+) -> BulkResult:
+    """Apply ``action`` to the task versions ``items``, as an operator saw them.
+
+    A task that is gone, has another version, or is held by another claimant (unless
+    ``force``) is reported as a conflict and left alone, so an action never lands on
+    a task the operator did not see. ``values`` loads the values ``action`` needs.
+    """
+    wanted = list({item.id: item for item in items}.values())
+    current = {t.id: t for t in eq.tasks(ids=[i.id for i in wanted], omit_values=not values)}
+    now = eq.time()
+    result, ready = BulkResult(), []
+    for item in wanted:
+        task = current.get(item.id)
+        if task is None:
+            result.conflicts.append((item, "no longer exists (finished or deleted meanwhile)"))
+        elif task.version != item.version:
+            result.conflicts.append((item, f"changed meanwhile (now version {task.version})"))
+        elif not force and task.state(now) == "claimed" and task.claimant != eq.id:
+            result.conflicts.append((item, f"claimed by {task.claimant}; needs force"))
+        else:
+            ready.append(task)
+    applied = apply_each(eq, ready, action, force=force)
+    result.done.extend(applied.done)
+    result.conflicts.extend(applied.conflicts)
+    return result
 
 
 def acting_claimant(task: Task, force: bool) -> uuid.UUID | None:

@@ -1,0 +1,61 @@
+"""The audit log: every operator action, who took it, and what came of it."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from queues.entroq import TaskID
+from queues.entroq.ops import BulkResult
+from queues.models import AuditEntry
+
+
+def record(
+    user: AbstractBaseUser | AnonymousUser,
+    action: str,
+    result: BulkResult,
+    *,
+    queue: str = "",
+    target: str = "",
+    forced: bool = False,
+    detail: str = "",
+) -> AuditEntry:
+    """Write an entry for ``action`` on the tasks of ``result`` and return it."""
+    tasks = [_entry(task, True, "") for task in result.done] + [
+        _entry(task, False, why) for task, why in result.conflicts
+    ]
+    if result.done and result.conflicts:
+        outcome = AuditEntry.Outcome.PARTIAL
+    elif result.done or not tasks:
+        outcome = AuditEntry.Outcome.DONE
+    else:
+        outcome = AuditEntry.Outcome.CONFLICT
+    return AuditEntry.objects.create(
+        user_id=user.pk if user.is_authenticated else None,
+        username=user.get_username(),
+        action=action,
+        queue=queue,
+        target=target,
+        forced=forced,
+        outcome=outcome,
+        tasks=tasks,
+        detail=detail,
+    )
+
+
+def refused(
+    user: AbstractBaseUser | AnonymousUser, action: str, items: list[TaskID], why: str
+) -> AuditEntry:
+    """Write an entry for an action that was refused before it touched any task."""
+    return AuditEntry.objects.create(
+        user_id=user.pk if user.is_authenticated else None,
+        username=user.get_username(),
+        action=action,
+        outcome=AuditEntry.Outcome.REFUSED,
+        tasks=[_entry(item, False, why) for item in items],
+        detail=why,
+    )
+
+
+def _entry(task: TaskID, done: bool, detail: str) -> dict[str, object]:
+    return {"id": str(task.id), "version": task.version, "done": done, "detail": detail}

@@ -1,0 +1,66 @@
+"""Template helpers of the dashboard: times in words, short IDs, links that keep filters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.http import HttpRequest
+
+register = template.Library()
+
+UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """Return a duration in words with at most two units: "3 min 20 s", "2 d 4 h"."""
+    if seconds is None:
+        return ""
+    remaining = round(abs(seconds))
+    if remaining == 0:
+        return "0 s" if abs(seconds) < 0.5 else "1 s"
+    parts = []
+    for unit, size in UNITS:
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count} {unit}")
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+@register.filter
+def since(moment: datetime | None, now: datetime) -> str:
+    """Return "12 s ago" or "in 3 min" for ``moment`` relative to ``now``."""
+    if moment is None:
+        return ""
+    seconds = (now - moment).total_seconds()
+    return f"{duration(seconds)} ago" if seconds >= 0 else f"in {duration(seconds)}"
+
+
+@register.filter
+def until(moment: datetime, now: datetime) -> float:
+    """Return the seconds from ``now`` to ``moment`` (negative once past)."""
+    return (moment - now).total_seconds()
+
+
+@register.filter
+def short(id: uuid.UUID | None) -> str:
+    """Return the first 8 hex digits of an ID: enough to tell tasks apart on a page."""
+    return "" if id is None else id.hex[:8]
+
+
+@register.simple_tag(takes_context=True)
+def query(context: dict[str, Any], **changes: Any) -> str:
+    """Return ``?`` and the current query string with ``changes`` (empty values drop)."""
+    request: HttpRequest = context["request"]
+    params = request.GET.copy()
+    for key, value in changes.items():
+        params.pop(key, None)
+        if value not in (None, ""):
+            params[key] = str(value)
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"

@@ -1,0 +1,32 @@
+from django.urls import path, register_converter
+
+from queues import views
+
+
+class ActionConverter:
+    regex = "retry|release|move|delete"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(ActionConverter, "action")
+
+app_name = "queues"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("go", views.go, name="go"),
+    path("claims", views.claims, name="claims"),
+    path("audit", views.audit_log, name="audit"),
+    # Queue names may hold slashes (``jobs/err``): the name is the rest of the path.
+    path("queue/<path:name>", views.queue, name="queue"),
+    path("tasks/<action:action>", views.bulk_action, name="bulk"),
+    path("tasks/<uuid:id>", views.task, name="task"),
+    path("tasks/<uuid:id>/value", views.task_value, name="value"),
+    path("tasks/<uuid:id>/edit", views.task_edit, name="edit"),
+    path("tasks/<uuid:id>/<action:action>", views.task_action, name="action"),
+]

@@ -1,0 +1,684 @@
+"""The operator dashboard: pages and actions over the client API (``queues.entroq``).
+
+Each page is one URL. An htmx request aimed at one of a page's regions (its
+``HX-Target``) gets only that region, ``template.html#region``; every other request
+gets the whole page, so the dashboard works without JavaScript. Actions are POSTs
+that carry the task versions the operator saw: a task that changed since is reported
+as a conflict and left alone. After an action the browser is redirected (303) to the
+page it came from, which htmx follows and swaps in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from queues import audit, conf, values
+from queues.entroq import DjangoBackend, EntroQ, ModifyArg, QueueStat, Task, TaskID, ops
+from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
+from queues.models import AuditEntry
+from queues.templatetags.dashboard import duration
+
+VIEW = "queues.view_task"
+VIEW_VALUE = "queues.view_task_value"
+OPERATE = "queues.operate_task"
+FORCE = "queues.force_task"
+ERROR_SUFFIX = "/err"
+# Bytes of each value a list shows: enough for a one-line preview.
+PREVIEW_BYTES = 160
+MAX_REFRESH_SECONDS = 3600
+MAX_CLAIMS_SHOWN = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+@functools.cache
+def client() -> EntroQ:
+    """Return the dashboard's client: one claimant ID per process."""
+    return EntroQ(DjangoBackend())
+
+
+def render_page(
+    request: HtmxHttpRequest,
+    template: str,
+    context: dict[str, Any],
+    *,
+    regions: Iterable[str] = (),
+    status: int = 200,
+) -> HttpResponse:
+    """Render ``template``, or only the region an htmx request targets."""
+    target = request.htmx.target if request.htmx else None
+    name = f"{template}#{target}" if target in set(regions) else template
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+def clamp(raw: str | None, default: int, low: int, high: int) -> int:
+    """Return ``raw`` as an int within ``[low, high]``, or ``default`` if not a number."""
+    try:
+        number = int(raw) if raw is not None else default
+    except ValueError:
+        number = default
+    return max(low, min(high, number))
+
+
+def refresh_seconds(request: HttpRequest) -> int:
+    """Return the live-refresh period asked for (0 for off), never below the minimum."""
+    raw = request.GET.get("refresh")
+    if raw in ("0", "off"):
+        return 0
+    default = conf.get("DASHBOARD_REFRESH_SECONDS")
+    return clamp(raw, default, conf.get("DASHBOARD_MIN_REFRESH_SECONDS"), MAX_REFRESH_SECONDS)
+
+
+def next_url(request: HttpRequest, default: str) -> str:
+    """Return the local URL to go back to after an action."""
+    wanted = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return wanted if wanted and safe else default
+
+
+def queue_url(name: str) -> str:
+    return reverse("queues:queue", kwargs={"name": name})
+
+
+def task_url(id: uuid.UUID) -> str:
+    return reverse("queues:task", kwargs={"id": id})
+
+
+# The queues overview.
+
+
+@dataclass
+class QueueRow:
+    stat: QueueStat
+    #: The size of the paired error queue; None for an error queue itself.
+    errors: int | None
+    #: Seconds the oldest available task has waited, if any is available.
+    age: float | None
+    problems: list[str] = field(default_factory=list)
+    #: A task was claimed often: workers may be crashing on it.
+    looping: bool = False
+
+    @property
+    def is_error_queue(self) -> bool:
+        return self.stat.name.endswith(ERROR_SUFFIX)
+
+
+SORTS: dict[str, Callable[[QueueRow], Any]] = {
+    "name": lambda row: row.stat.name,
+    "size": lambda row: row.stat.size,
+    "available": lambda row: row.stat.available,
+    "claimed": lambda row: row.stat.claimed,
+    "future": lambda row: row.stat.future,
+    "max_claims": lambda row: row.stat.max_claims,
+    "errors": lambda row: row.errors or 0,
+    "age": lambda row: row.age or 0.0,
+}
+
+
+def queue_rows(stats: dict[str, QueueStat], now: datetime) -> list[QueueRow]:
+    """Return the overview's rows, each with its error queue's size and its problems."""
+    warn_claims = conf.get("DASHBOARD_WARN_CLAIMS")
+    warn_age = conf.get("DASHBOARD_WARN_AGE_SECONDS")
+    rows = []
+    for name, stat in stats.items():
+        errors = None
+        if not name.endswith(ERROR_SUFFIX):
+            paired = stats.get(name + ERROR_SUFFIX)
+            errors = paired.size if paired else 0
+        age = None
+        if stat.available and stat.earliest is not None and stat.earliest <= now:
+            age = (now - stat.earliest).total_seconds()
+        row = QueueRow(stat, errors, age)
+        if errors or (row.is_error_queue and stat.size):
+            row.problems.append("failed tasks")
+        if stat.max_claims >= warn_claims:
+            row.looping = True
+            row.problems.append(f"a task claimed {stat.max_claims} times")
+        if age is not None and age >= warn_age:
+            row.problems.append("tasks waiting long")
+        rows.append(row)
+    return rows
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def overview(request: HtmxHttpRequest) -> HttpResponse:
+    """Show every queue (or those under a prefix) with its stats and problems."""
+    prefix = request.GET.get("prefix", "").strip()[:MAX_QUEUE_LENGTH]
+    sort = request.GET.get("sort", "name")
+    sort = sort if sort in SORTS else "name"
+    descending = request.GET.get("dir") == "desc"
+    limit = conf.get("DASHBOARD_MAX_QUEUES")
+    eq = client()
+    now = eq.time()
+    stats = eq.queue_stats(match_prefix=prefix or (), limit=limit + 1)
+    truncated = len(stats) > limit
+    if truncated:
+        stats.popitem()
+    rows = sorted(queue_rows(stats, now), key=SORTS[sort], reverse=descending)
+    context = {
+        "rows": rows,
+        "prefix": prefix,
+        "sort": sort,
+        "descending": descending,
+        "refresh": refresh_seconds(request),
+        "refresh_choices": (0, 2, 5, 10, 30, 60),
+        "columns": [
+            ("name", "Queue"),
+            ("size", "Size"),
+            ("available", "Available"),
+            ("claimed", "Claimed"),
+            ("future", "Scheduled"),
+            ("max_claims", "Max claims"),
+            ("errors", "Errors"),
+            ("age", "Oldest waiting"),
+        ],
+        "totals": {
+            "queues": len(rows),
+            "tasks": sum(row.stat.size for row in rows),
+            "problems": sum(1 for row in rows if row.problems),
+        },
+        "truncated": truncated,
+        "limit": limit,
+        "now": now,
+        "nav": "queues",
+    }
+    return render_page(request, "queues/overview.html", context, regions=["queues"])
+
+
+# The tasks of one queue.
+
+
+def encode_cursor(task: Task) -> str:
+    micros = (task.at - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{task.id.hex}"
+
+
+def decode_cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """Return the ``(at, id)`` bound a page link carries, or None if absent or garbled."""
+    if not raw:
+        return None
+    try:
+        micros, hex_id = raw.split(".")
+        return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id)
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass
+class TaskPage:
+    tasks: list[Task]
+    older: str | None  # cursor for the page of older tasks, if there may be one
+    newer: str | None
+
+
+def browse(
+    eq: EntroQ,
+    queue: str,
+    *,
+    newest_first: bool,
+    after: tuple[datetime, uuid.UUID] | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+    **filters: Any,
+) -> TaskPage:
+    """Return one page of ``queue`` by keyset: from a bound, never by OFFSET."""
+    if before is not None:
+        found = eq.tasks(queue, newest_first=True, before=before, limit=limit + 1, **filters)
+        more_older, more_newer = len(found) > limit, True
+        in_time_order = found[:limit][::-1]
+    elif after is not None or not newest_first:
+        found = eq.tasks(queue, after=after, limit=limit + 1, **filters)
+        more_older, more_newer = after is not None, len(found) > limit
+        in_time_order = found[:limit]
+    else:
+        found = eq.tasks(queue, newest_first=True, limit=limit + 1, **filters)
+        more_older, more_newer = len(found) > limit, False
+        in_time_order = found[:limit][::-1]
+    first, last = (in_time_order[0], in_time_order[-1]) if in_time_order else (None, None)
+    return TaskPage(
+        tasks=in_time_order[::-1] if newest_first else in_time_order,
+        older=encode_cursor(first) if first and more_older else None,
+        newer=encode_cursor(last) if last and more_newer else None,
+    )
+
+
+@never_cache
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def queue(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Show a page of a queue's tasks, with filters and older/newer links."""
+    try:
+        check_queue(name)
+    except ValueError as error:
+        return render_page(request, "queues/not_found.html", {"what": str(error)}, status=404)
+    eq = client()
+    state = request.GET.get("state", "")
+    state = state if state in TASK_STATES else ""
+    min_attempt = clamp(request.GET.get("attempt"), 0, 0, 2**31 - 1)
+    newest_first = request.GET.get("order") == "newest"
+    limit = clamp(request.GET.get("limit"), conf.get("DASHBOARD_PAGE_SIZE"), 10, 500)
+    can_see_values = request.user.has_perm(VIEW_VALUE)
+    page = browse(
+        eq,
+        name,
+        newest_first=newest_first,
+        after=decode_cursor(request.GET.get("after")),
+        before=decode_cursor(request.GET.get("before")),
+        limit=limit,
+        state=state,
+        min_attempt=min_attempt,
+        omit_values=not can_see_values,
+        preview=PREVIEW_BYTES,
+    )
+    now = eq.time()
+    context = {
+        "queue": name,
+        "stat": eq.queue_stats(match_exact=name).get(name, QueueStat(name=name)),
+        "error_queue": None if name.endswith(ERROR_SUFFIX) else name + ERROR_SUFFIX,
+        "source_queue": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else None,
+        "page": page,
+        "rows": [
+            {
+                "task": task,
+                "state": task.state(now),
+                "preview": values.preview(task.value) if can_see_values else "",
+                "held": _held_by_other(task, now, eq.id),
+            }
+            for task in page.tasks
+        ],
+        "state": state,
+        "states": TASK_STATES,
+        "attempt": min_attempt,
+        "order": "newest" if newest_first else "oldest",
+        "limit": limit,
+        "can_see_values": can_see_values,
+        "now": now,
+        "nav": "queues",
+    }
+    return render_page(request, "queues/queue.html", context, regions=["tasks"])
+
+
+def _held_by_other(task: Task, now: datetime, claimant: uuid.UUID) -> bool:
+    return task.state(now) == "claimed" and task.claimant != claimant
+
+
+# One task.
+
+
+def claim_in_words(task: Task, now: datetime) -> str:
+    """Say who holds ``task`` and for how long, or since when it is available."""
+    if task.at <= now:
+        waited = duration((now - task.at).total_seconds())
+        if task.claimant is not None and task.claims:
+            return f"available for {waited}; the last claim by {task.claimant} has expired"
+        return f"available for {waited}"
+    left = duration((task.at - now).total_seconds())
+    if task.claimant is None:
+        return f"scheduled: arrives in {left}"
+    return f"claimed by {task.claimant} for {left} more"
+
+
+def _find(eq: EntroQ, id: uuid.UUID, *, values: bool) -> Task | None:
+    found = eq.tasks(ids=[id], omit_values=not values)
+    return found[0] if found else None
+
+
+def _missing(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
+    what = f"No task {id}: it was finished, deleted, or never existed."
+    return render_page(request, "queues/not_found.html", {"what": what}, status=404)
+
+
+@never_cache
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def task(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
+    """Show every field of a task, its claim in words, and (with permission) its value."""
+    eq = client()
+    can_see_values = request.user.has_perm(VIEW_VALUE)
+    found = _find(eq, id, values=can_see_values)
+    if found is None:
+        return _missing(request, id)
+    now = eq.time()
+    inline = conf.get("DASHBOARD_INLINE_VALUE_BYTES")
+    error = values.unwrap_error(found) if can_see_values else None
+    context = {
+        "task": found,
+        "now": now,
+        "state": found.state(now),
+        "claim": claim_in_words(found, now),
+        "held": _held_by_other(found, now, eq.id),
+        "value": values.show(found.value, inline) if can_see_values else None,
+        "error": error,
+        "original_value": values.show(error.task.value, inline) if error else None,
+        "can_see_values": can_see_values,
+        "is_error_queue": found.queue.endswith(ERROR_SUFFIX),
+        "inline_limit": inline,
+        "nav": "queues",
+    }
+    return render_page(request, "queues/task.html", context, regions=["task"])
+
+
+@never_cache
+@require_GET
+@permission_required([VIEW, VIEW_VALUE], raise_exception=True)
+def task_value(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
+    """Send a task's value as a download, whatever its size or content."""
+    found = _find(client(), id, values=True)
+    if found is None:
+        return _missing(request, id)
+    response = HttpResponse(found.value, content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, f"task-{id}.bin")
+    return response
+
+
+@require_GET
+def go(request: HttpRequest) -> HttpResponse:
+    """Go to the task whose ID is typed, else to the queues under the typed prefix."""
+    text = request.GET.get("q", "").strip()
+    try:
+        return redirect(task_url(uuid.UUID(text)))
+    except ValueError:
+        return redirect(reverse("queues:overview") + "?" + _query(prefix=text))
+
+
+def _query(**params: str) -> str:
+    query = QueryDict(mutable=True)
+    query.update({k: v for k, v in params.items() if v})
+    return query.urlencode()
+
+
+# Tasks held right now.
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def claims(request: HtmxHttpRequest) -> HttpResponse:
+    """Show the tasks held right now, grouped by claimant, with each lease's time left."""
+    eq = client()
+    now = eq.time()
+    held: list[Task] = []
+    for name, stat in eq.queue_stats().items():
+        if stat.claimed and len(held) < MAX_CLAIMS_SHOWN:
+            held += eq.tasks(
+                name, state="claimed", omit_values=True, limit=MAX_CLAIMS_SHOWN - len(held)
+            )
+    groups: dict[uuid.UUID | None, list[Task]] = {}
+    for each in sorted(held, key=lambda t: t.at):
+        groups.setdefault(each.claimant, []).append(each)
+    context = {
+        "groups": sorted(groups.items(), key=lambda item: (-len(item[1]), str(item[0]))),
+        "count": len(held),
+        "truncated": len(held) >= MAX_CLAIMS_SHOWN,
+        "now": now,
+        "refresh": refresh_seconds(request),
+        "refresh_choices": (0, 2, 5, 10, 30, 60),
+        "nav": "claims",
+    }
+    return render_page(request, "queues/claims.html", context, regions=["claims"])
+
+
+# Actions.
+
+SIMPLE_ACTIONS: dict[str, Callable[[Task], Sequence[ModifyArg]]] = {
+    "retry": ops.retry,
+    "release": ops.release,
+    "delete": ops.delete,
+}
+PAST_TENSE = {
+    "retry": "Retried",
+    "release": "Released",
+    "delete": "Deleted",
+    "move": "Moved",
+    "edit": "Saved",
+}
+
+
+def _items(request: HttpRequest) -> list[TaskID]:
+    """Return the task versions a form carries as ``task=<id>:<version>``."""
+    items = []
+    for raw in request.POST.getlist("task"):
+        id_text, _, version_text = raw.partition(":")
+        try:
+            items.append(TaskID(uuid.UUID(id_text), int(version_text)))
+        except ValueError:
+            continue  # a garbled box is not a task anyone saw
+    return items
+
+
+@require_POST
+@permission_required([VIEW, OPERATE], raise_exception=True)
+def task_action(request: HtmxHttpRequest, id: uuid.UUID, action: str) -> HttpResponse:
+    """Retry, release, move or delete one task at the version the form carries."""
+    version = clamp(request.POST.get("version"), -1, -1, 2**31 - 1)
+    if version < 0:
+        messages.error(request, "The form did not say which version of the task you saw.")
+        return HttpResponseRedirect(task_url(id), status=303)
+    return act(request, action, [TaskID(id, version)], task_url(id), cancel=task_url(id))
+
+
+@require_POST
+@permission_required([VIEW, OPERATE], raise_exception=True)
+def bulk_action(request: HtmxHttpRequest, action: str) -> HttpResponse:
+    """Retry, release, move or delete the selected tasks."""
+    back = next_url(request, reverse("queues:overview"))
+    items = _items(request)
+    if not items:
+        messages.warning(request, "No tasks were selected.")
+        return HttpResponseRedirect(back, status=303)
+    return act(request, action, items, back)
+
+
+def act(
+    request: HtmxHttpRequest,
+    action: str,
+    items: list[TaskID],
+    back: str,
+    *,
+    cancel: str | None = None,
+) -> HttpResponse:
+    """Run ``action`` on ``items`` through the client API, log it, and go ``back``
+    (or where the form says); a delete first asks, offering ``cancel``."""
+    back = next_url(request, back)
+    target = ""
+    if action in SIMPLE_ACTIONS:
+        build = SIMPLE_ACTIONS[action]
+    elif action == "move":
+        target = request.POST.get("queue", "").strip()
+        try:
+            build = ops.moving(target)
+        except (TypeError, ValueError) as error:
+            messages.error(request, f"Cannot move there: {error}.")
+            return HttpResponseRedirect(back, status=303)
+    else:
+        raise Http404(f"no action {action!r}")
+    if action == "delete" and request.POST.get("confirmed") != "yes":
+        return confirm_delete(request, items, back, cancel or back)
+    return run_action(request, action, items, build, back, target=target)
+
+
+def run_action(
+    request: HtmxHttpRequest,
+    action: str,
+    items: list[TaskID],
+    build: Callable[[Task], Sequence[ModifyArg]],
+    back: str,
+    *,
+    target: str = "",
+) -> HttpResponse:
+    force = request.POST.get("force") in ("on", "yes")
+    if force and not request.user.has_perm(FORCE):
+        audit.refused(request.user, action, items, "force needs the force_task permission")
+        raise PermissionDenied("Acting on tasks that others hold needs the force permission.")
+    eq = client()
+    result = ops.apply_to_versions(eq, items, build, force=force, values=action == "retry")
+    touched = eq.tasks(ids=[i.id for i in items], omit_values=True)
+    queues = sorted({t.queue for t in touched} | ({target} if target else set()))
+    audit.record(
+        request.user,
+        action,
+        result,
+        queue=", ".join(queues)[:MAX_QUEUE_LENGTH],
+        target=target,
+        forced=force,
+    )
+    _report(request, action, result, target)
+    return HttpResponseRedirect(back, status=303)
+
+
+def _report(request: HttpRequest, action: str, result: ops.BulkResult, target: str) -> None:
+    done = len(result.done)
+    noun = "task" if done == 1 else "tasks"
+    where = f" to {target}" if target else ""
+    if not result.conflicts:
+        messages.success(request, f"{PAST_TENSE[action]} {done} {noun}{where}.")
+        return
+    reasons = "; ".join(f"{item.id}: {why}" for item, why in result.conflicts[:5])
+    more = len(result.conflicts) - 5
+    if more > 0:
+        reasons += f"; and {more} more"
+    left = len(result.conflicts)
+    if done:
+        text = f"{PAST_TENSE[action]} {done} {noun}{where}; left {left} alone: {reasons}."
+        messages.warning(request, text)
+    else:
+        messages.error(request, f"Nothing was done, {left} left alone: {reasons}.")
+
+
+def confirm_delete(
+    request: HtmxHttpRequest, items: list[TaskID], back: str, cancel: str
+) -> HttpResponse:
+    """Ask before deleting: list what would go, at the versions the operator saw."""
+    found = {t.id: t for t in client().tasks(ids=[i.id for i in items], omit_values=True)}
+    region = request.htmx.target if request.htmx else None
+    context = {
+        "items": [(item, found.get(item.id)) for item in items],
+        "back": back,
+        "cancel": cancel,
+        "region": region,
+        "force": request.POST.get("force", ""),
+    }
+    partial = "#confirm" if region in ("tasks", "task") else ""
+    response = render(request, f"queues/confirm_delete.html{partial}", context)
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+# Editing a value.
+
+
+@never_cache
+@permission_required([VIEW, VIEW_VALUE, OPERATE], raise_exception=True)
+def task_edit(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
+    """Edit a task's value: validate it, show the diff, then save it and requeue the task."""
+    eq = client()
+    found = _find(eq, id, values=True)
+    if found is None:
+        return _missing(request, id)
+    try:
+        current = found.value.decode("utf-8")
+    except UnicodeDecodeError:
+        messages.error(request, "This value is binary; download it, edit it, and insert anew.")
+        return redirect(task_url(id))
+    context: dict[str, Any] = {"task": found, "text": current, "version": found.version}
+    context["format"] = "json" if values.show(found.value, 1 << 62).kind == "json" else "text"
+    if request.method != "POST":
+        return render_page(request, "queues/edit.html", context)
+    text = request.POST.get("value", "").replace("\r\n", "\n")
+    version = clamp(request.POST.get("version"), -1, -1, 2**31 - 1)
+    context.update(text=text, version=version, format=request.POST.get("format", "text"))
+    problem = _invalid_value(text, context["format"], eq.backend.max_value_bytes)
+    if problem or version < 0:
+        context["problem"] = problem or "The form did not say which version you edited."
+        return render_page(request, "queues/edit.html", context, status=400)
+    if request.POST.get("confirmed") != "yes":
+        context["diff"] = _diff(current, text)
+        return render_page(request, "queues/edit.html", context)
+    build = ops.editing(text.encode())
+    return run_action(request, "edit", [TaskID(id, version)], build, task_url(id))
+
+
+def _invalid_value(text: str, format: str, limit: int) -> str:
+    if format == "json":
+        try:
+            json.loads(text)
+        except ValueError as error:
+            return f"Not valid JSON: {error}."
+    size = len(text.encode())
+    if size > limit:
+        return f"The value is {size:,} bytes; the limit is {limit:,}."
+    return ""
+
+
+def _diff(old: str, new: str) -> list[tuple[str, str]]:
+    """Return the unified diff of two values as (kind, line) pairs for the template."""
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), "stored", "edited", n=3, lineterm=""
+    )
+    kinds = {"+": "added", "-": "removed", "@": "hunk"}
+    return [(kinds.get(line[:1], "same"), line) for line in lines]
+
+
+# The audit log.
+
+
+@require_GET
+@permission_required("queues.view_auditentry", raise_exception=True)
+def audit_log(request: HtmxHttpRequest) -> HttpResponse:
+    """Show the audit log, newest first, filtered by who, what, outcome or task."""
+    entries = AuditEntry.objects.all()
+    who = request.GET.get("user", "").strip()
+    action = request.GET.get("action", "")
+    outcome = request.GET.get("outcome", "")
+    task_id = request.GET.get("task", "").strip()
+    if who:
+        entries = entries.filter(username=who)
+    if action in PAST_TENSE:
+        entries = entries.filter(action=action)
+    if outcome in AuditEntry.Outcome.values:
+        entries = entries.filter(outcome=outcome)
+    if task_id:
+        try:
+            entries = entries.filter(tasks__icontains=str(uuid.UUID(task_id)))
+        except ValueError:
+            messages.warning(request, f"Not a task ID: {task_id}")
+    before = clamp(request.GET.get("before"), 0, 0, 2**62)
+    if before:
+        entries = entries.filter(id__lt=before)
+    limit = conf.get("DASHBOARD_PAGE_SIZE")
+    page = list(entries[: limit + 1])
+    context = {
+        "entries": page[:limit],
+        "older": page[limit - 1].id if len(page) > limit else None,
+        "actions": list(PAST_TENSE),
+        "outcomes": AuditEntry.Outcome.choices,
+        "filters": {"user": who, "action": action, "outcome": outcome, "task": task_id},
+        "nav": "audit",
+    }
+    return render_page(request, "queues/audit.html", context, regions=["entries"])
