@@ -1,4 +1,4 @@
-"""The site itself: the placeholder page, the admin, and the client API without Django."""
+"""The site itself: the login, the admin, and the client API without Django."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def test_the_client_api_imports_without_django_configured() -> None:
 
 
 @pytest.mark.django_db
-def test_the_home_page_says_how_to_log_in(client: Client) -> None:
-    response = client.get("/")
-    assert response.status_code == 200
+def test_the_home_page_asks_for_a_login_and_says_how_to_get_one(client: Client) -> None:
+    response = client.get("/", follow=True)
+    assert response.redirect_chain == [("/accounts/login/?next=/", 302)]
     assert b"createsuperuser" in response.content
 
 
