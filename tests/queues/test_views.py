@@ -17,7 +17,10 @@ from django.test.utils import CaptureQueriesContext
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
 from queues.models import AuditEntry
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+
+def htmx(target: str) -> dict[str, str]:
+    """Return the headers htmx sends for a request aimed at the element ``#target``."""
+    return {"HX-Request": "true", "HX-Target": target}
 
 
 def insert(eq: EntroQ, queue: str = "jobs", value: bytes = b"{}", **kwargs: object) -> Task:
@@ -150,13 +153,13 @@ def test_the_refresh_period_is_clamped_on_the_server(
 
 def test_an_htmx_refresh_gets_only_the_table(viewer: Client, dash: EntroQ) -> None:
     insert(dash, "mail")
-    partial = viewer.get("/?sort=size", HTTP_HX_TARGET="queues", **HTMX)
+    partial = viewer.get("/?sort=size", headers=htmx("queues"))
     assert partial.status_code == 200
     assert "<html" not in html(partial)
     assert html(partial).lstrip().startswith('<section id="queues"')
     assert "mail" in html(partial)
     assert "HX-Target" in partial["Vary"]
-    other_target = viewer.get("/", HTTP_HX_TARGET="main", **HTMX)
+    other_target = viewer.get("/", headers=htmx("main"))
     assert "<html" in html(other_target), "an unknown target gets the whole page"
 
 
@@ -433,7 +436,7 @@ def test_bulk_retry_does_what_it_can_and_reports_the_rest(operator: Client, dash
 def test_bulk_delete_confirms_the_selection(operator: Client, dash: EntroQ) -> None:
     tasks = [insert(dash, "bd") for _ in range(3)]
     boxes = [f"{t.id}:{t.version}" for t in tasks[:2]]
-    asked = operator.post("/tasks/delete", {"task": boxes}, HTTP_HX_TARGET="tasks", **HTMX)
+    asked = operator.post("/tasks/delete", {"task": boxes}, headers=htmx("tasks"))
     assert html(asked).lstrip().startswith('<section id="tasks"')
     assert "Delete 2 tasks?" in html(asked)
     operator.post("/tasks/delete", {"task": boxes, "confirmed": "yes"})
@@ -447,8 +450,7 @@ def test_an_htmx_action_ends_with_the_region_it_came_from(operator: Client, dash
         "/tasks/retry",
         {"task": f"{error_task.id}:{error_task.version}", "next": "/queue/hx/err"},
         follow=True,
-        HTTP_HX_TARGET="tasks",
-        **HTMX,
+        headers=htmx("tasks"),
     )
     page = html(response)
     assert page.lstrip().startswith('<section id="tasks"')
@@ -531,7 +533,7 @@ def test_claims_group_held_tasks_by_claimant(viewer: Client, dash: EntroQ, worke
     assert {t.id for t in groups[worker.id]} == {first.id, second.id}
     assert [t.id for t in groups[dash.id]] == [third.id]
     assert "lease" in html(response).lower()
-    partial = viewer.get("/claims", HTTP_HX_TARGET="claims", **HTMX)
+    partial = viewer.get("/claims", headers=htmx("claims"))
     assert html(partial).lstrip().startswith('<section id="claims"')
 
 
