@@ -76,7 +76,9 @@
   var pendingG = false;
   document.addEventListener("keydown", function (event) {
     var target = event.target;
-    var typing = target.closest && target.closest("input, textarea, select, [contenteditable]");
+    var typing = target.closest && target.closest(
+      "textarea, select, [contenteditable], input:not([type=checkbox]):not([type=radio]):not([type=button]):not([type=submit])"
+    );
     if (typing || event.ctrlKey || event.metaKey || event.altKey) { return; }
     if (pendingG) {
       pendingG = false;
