@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # pyenv picks the version in .python-version inside the checkout.
 PYTHON ?= python3
 
-.PHONY: run test test-sqlite test-postgres lint bench install migrate clean
+.PHONY: run demo test test-sqlite test-postgres lint bench install migrate browser clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (found " + sys.version.split()[0] + "); see .python-version")'
@@ -25,18 +25,41 @@ migrate: install
 run: migrate
 	@echo
 	@echo "  EntroQ on http://127.0.0.1:8000/  (SQLite database: db.sqlite3)"
-	@echo "  First account: $(PY) manage.py createsuperuser"
+	@echo "  First account: $(PY) manage.py createsuperuser   (or: make demo)"
 	@echo
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## The dashboard alive: sample queues, a feeder, two workers that fail now and then.
+## Log in as demo / demo. Ctrl-C stops it all.
+demo: migrate
+	$(PY) manage.py eqdemo --user demo --password demo
+	@echo
+	@echo "  EntroQ demo on http://127.0.0.1:8000/  (log in as demo / demo)"
+	@echo
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	$(PY) manage.py eqdemo --feed & \
+	$(PY) manage.py eqworker --handler queues.demo.work --queue emails/send \
+	  --queue images/resize --queue billing/charge --max-attempts 3 --retry-delay 5 \
+	  --concurrency 3 & \
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 ## Every test on SQLite and on a throwaway PostgreSQL cluster, then the linters.
 test: test-sqlite test-postgres lint
 
-test-sqlite: install
+## Chromium for the browser tests: Debian's package, installed when root (as in CI).
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { \
+	  echo "installing Chromium (apt-get install chromium)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q && apt-get install -y -q chromium; }; }
+	@command -v chromium >/dev/null || echo "Chromium is missing: browser tests will skip (sudo apt-get install chromium)"
+
+test-sqlite: install browser
 	@mkdir -p var
 	env -u DATABASE_URL $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
 
-test-postgres: install
+test-postgres: install browser
 	$(PY) scripts/pgcluster.py --fast -- $(PY) -m pytest -m "not sqlite" $(PYTEST_ARGS)
 
 lint: install
@@ -52,4 +75,4 @@ bench: install
 	$(PY) bench/workers.py $(WORKERS_ARGS)
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var test-artifacts .mypy_cache .ruff_cache .pytest_cache

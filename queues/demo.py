@@ -12,20 +12,20 @@ from datetime import timedelta
 from queues.entroq import EntroQ, ErrorTaskValue, ModifyArg, RetryTaskError, Task, TaskData
 from queues.entroq.modify import inserting
 
-# Queue: the share of its tasks that fail on each attempt.
-QUEUES = {"emails/send": 0.05, "images/resize": 0.1, "billing/charge": 0.35}
-FAILURES = [
-    "SMTP 451: mailbox of {} temporarily unavailable",
-    "timeout after 30 s talking to payments-api (request {})",
-    "image {} is truncated: expected 48213 bytes, got 1024",
-]
+# Each sample queue: the share of attempts that fail, and how.
+QUEUES = {
+    "emails/send": (0.05, "SMTP 451: mailbox of user{}@example.com temporarily unavailable"),
+    "images/resize": (0.1, "image {}.jpg is truncated: expected 48213 bytes, got 1024"),
+    "billing/charge": (0.35, "timeout after 30 s talking to payments-api (request {})"),
+}
 
 
 def work(task: Task) -> Sequence[ModifyArg]:
     """Take a moment over ``task``; fail now and then (the worker retries, then gives up)."""
     time.sleep(random.uniform(0.2, 1.5))
-    if random.random() < QUEUES.get(task.queue, 0.0):
-        raise RetryTaskError(random.choice(FAILURES).format(random.randint(1000, 99999)))
+    share, failure = QUEUES.get(task.queue, (0.0, ""))
+    if random.random() < share:
+        raise RetryTaskError(failure.format(random.randint(1000, 99999)))
     return [task.as_deletion()]
 
 
@@ -60,7 +60,7 @@ def seed(eq: EntroQ, tasks: int = 300) -> int:
             created=now - timedelta(minutes=n),
             modified=now,
             attempt=3,
-            err=FAILURES[1].format(n),
+            err=QUEUES["billing/charge"][1].format(n),
         )
         value = ErrorTaskValue(task=failed, err=failed.err).to_json()
         data.append(TaskData(queue="billing/charge/err", value=value, err=failed.err))

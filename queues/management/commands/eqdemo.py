@@ -36,6 +36,8 @@ class Command(BaseCommand):
         with EntroQ() as eq:
             if options["feed"]:
                 self._feed(eq)
+            elif eq.queues(match_prefix=list(demo.QUEUES)):
+                self.stdout.write("The sample queues have tasks already; not adding more.")
             else:
                 count = demo.seed(eq, options["tasks"])
                 self.stdout.write(f"Inserted {count:,} sample tasks.")
