@@ -40,7 +40,6 @@ def test_the_demo_handler_finishes_or_asks_for_a_retry(monkeypatch: pytest.Monke
             demo.work(task)
             outcomes.add("done")
         except RetryTaskError as error:
-            assert "payments-api" in str(error)
-            outcomes.add("retry")
+            outcomes.add(str(error).split(" (request")[0])
         eq.modify(task.as_deletion())
-    assert outcomes == {"done", "retry"}
+    assert outcomes == {"done", "timeout after 30 s talking to payments-api"}
