@@ -29,7 +29,7 @@ def test_eqdemo_seeds_queues_failures_and_a_user_once(capsys: pytest.CaptureFixt
 
 
 def test_the_demo_handler_finishes_or_asks_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("queues.demo.time.sleep", lambda seconds: None)
     eq = EntroQ(MemoryBackend())
     outcomes = set()
     for _ in range(40):
