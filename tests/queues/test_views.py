@@ -570,3 +570,26 @@ def test_pages_send_a_strict_security_policy(viewer: Client) -> None:
     assert config
     assert json.loads(config[1])["allowEval"] is False
     assert " style=" not in html(response)
+
+
+@pytest.mark.parametrize(
+    ("path", "region"),
+    [
+        ("/", "queues"),
+        ("/queue/p", "tasks"),
+        ("/tasks/{id}", "task"),
+        ("/claims", "claims"),
+        ("/audit", "entries"),
+    ],
+)
+def test_each_page_serves_its_region_to_htmx_and_the_whole_page_otherwise(
+    operator: Client, dash: EntroQ, path: str, region: str
+) -> None:
+    task = insert(dash, "p")
+    url = path.format(id=task.id)
+    full = html(operator.get(url))
+    assert full.startswith("<!doctype html>")
+    assert f'id="{region}"' in full
+    partial = html(operator.get(url, headers=htmx(region)))
+    assert partial.lstrip().startswith(f'<section id="{region}"')
+    assert "<html" not in partial
