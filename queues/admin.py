@@ -83,6 +83,7 @@ class TaskAdmin(ReadOnlyAdmin):
         self._act(request, queryset, "release")
 
     def _act(self, request: HttpRequest, queryset: QuerySet[Task], action: str) -> None:
+        # The versions are those of now: the admin's list does not carry them.
         items = [TaskID(id, version) for id, version in queryset.values_list("id", "version")]
         build = views.SIMPLE_ACTIONS[action]
         result = ops.apply_to_versions(views.client(), items, build, values=action == "retry")

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from queues.entroq import TaskID
 from queues.entroq.ops import BulkResult
+from queues.entroq.tasks import MAX_QUEUE_LENGTH
 from queues.models import AuditEntry
 
 
@@ -34,7 +35,7 @@ def record(
         user_id=user.pk if user.is_authenticated else None,
         username=user.get_username(),
         action=action,
-        queue=queue,
+        queue=(queue or ", ".join(sorted(result.queues)))[:MAX_QUEUE_LENGTH],
         target=target,
         forced=forced,
         outcome=outcome,
@@ -47,11 +48,28 @@ def refused(
     user: AbstractBaseUser | AnonymousUser, action: str, items: list[TaskID], why: str
 ) -> AuditEntry:
     """Write an entry for an action that was refused before it touched any task."""
+    return _unfinished(user, action, items, why, AuditEntry.Outcome.REFUSED)
+
+
+def failed(
+    user: AbstractBaseUser | AnonymousUser, action: str, items: list[TaskID], why: str
+) -> AuditEntry:
+    """Write an entry for an action that broke off with an error (some chunks may be done)."""
+    return _unfinished(user, action, items, why, AuditEntry.Outcome.FAILED)
+
+
+def _unfinished(
+    user: AbstractBaseUser | AnonymousUser,
+    action: str,
+    items: list[TaskID],
+    why: str,
+    outcome: str,
+) -> AuditEntry:
     return AuditEntry.objects.create(
         user_id=user.pk if user.is_authenticated else None,
         username=user.get_username(),
         action=action,
-        outcome=AuditEntry.Outcome.REFUSED,
+        outcome=outcome,
         tasks=[_entry(item, False, why) for item in items],
         detail=why,
     )

@@ -49,6 +49,7 @@ class AuditEntry(models.Model):
         PARTIAL = "partial", "partly done"
         CONFLICT = "conflict", "conflict"
         REFUSED = "refused", "refused"
+        FAILED = "failed", "failed"
 
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(

@@ -24,6 +24,7 @@ urlpatterns = [
     path("audit", views.audit_log, name="audit"),
     # Queue names may hold slashes (``jobs/err``): the name is the rest of the path.
     path("queue/<path:name>", views.queue, name="queue"),
+    path("queue", views.queue, name="queue_named"),
     path("tasks/<action:action>", views.bulk_action, name="bulk"),
     path("tasks/<uuid:id>", views.task, name="task"),
     path("tasks/<uuid:id>/value", views.task_value, name="value"),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from queues.entroq import ErrorTaskValue, Task
-
 # A hex dump is four times the size of its bytes; this many is enough to recognise one.
 HEX_DUMP_BYTES = 16 * 1024
 PREVIEW_CHARS = 80
@@ -61,13 +59,3 @@ def preview(value: bytes, chars: int = PREVIEW_CHARS) -> str:
     """Return a one-line excerpt of ``value`` for lists (invalid UTF-8 replaced)."""
     text = " ".join(value.decode("utf-8", "replace").split())
     return text if len(text) <= chars else text[: chars - 1] + "…"
-
-
-def unwrap_error(task: Task) -> ErrorTaskValue | None:
-    """Return the ``ErrorTaskValue`` a task of an error queue holds, if it holds one."""
-    if not task.value.startswith(b"{"):
-        return None
-    try:
-        return ErrorTaskValue.from_json(task.value)
-    except ValueError:
-        return None

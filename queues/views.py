@@ -29,13 +29,14 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from queues import audit, conf, values
 from queues.entroq import DjangoBackend, EntroQ, ModifyArg, QueueStat, Task, TaskID, ops
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import AuditEntry
-from queues.templatetags.dashboard import duration
+from queues.templatetags.dashboard import duration, queue_url
 
 VIEW = "queues.view_task"
 VIEW_VALUE = "queues.view_task_value"
@@ -100,10 +101,6 @@ def next_url(request: HttpRequest, default: str) -> str:
         wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
     return wanted if wanted and safe else default
-
-
-def queue_url(name: str) -> str:
-    return reverse("queues:queue", kwargs={"name": name})
 
 
 def task_url(id: uuid.UUID) -> str:
@@ -272,8 +269,13 @@ def browse(
 @never_cache
 @require_GET
 @permission_required(VIEW, raise_exception=True)
-def queue(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    """Show a page of a queue's tasks, with filters and older/newer links."""
+def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
+    """Show a page of a queue's tasks, with filters and older/newer links.
+
+    The name is the rest of the path, or the ``name`` parameter for names that a
+    browser would rewrite as a path (see ``queue_url``).
+    """
+    name = name or request.GET.get("name", "")
     try:
         check_queue(name)
     except ValueError as error:
@@ -300,6 +302,8 @@ def queue(request: HtmxHttpRequest, name: str) -> HttpResponse:
     now = eq.time()
     context = {
         "queue": name,
+        "named_by_parameter": "?" in queue_url(name),
+        "bounded": bool(request.GET.get("after") or request.GET.get("before")),
         "stat": eq.queue_stats(match_exact=name).get(name, QueueStat(name=name)),
         "error_queue": None if name.endswith(ERROR_SUFFIX) else name + ERROR_SUFFIX,
         "source_queue": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else None,
@@ -351,6 +355,9 @@ def _find(eq: EntroQ, id: uuid.UUID, *, values: bool) -> Task | None:
 
 
 def _missing(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
+    if request.htmx:
+        # htmx swaps no 404s: show the whole page (and its messages) instead.
+        return HttpResponseClientRedirect(request.get_full_path())
     what = f"No task {id}: it was finished, deleted, or never existed."
     return render_page(request, "queues/not_found.html", {"what": what}, status=404)
 
@@ -367,7 +374,7 @@ def task(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
         return _missing(request, id)
     now = eq.time()
     inline = conf.get("DASHBOARD_INLINE_VALUE_BYTES")
-    error = values.unwrap_error(found) if can_see_values else None
+    error = ops.error_record(found) if can_see_values else None
     context = {
         "task": found,
         "now": now,
@@ -378,7 +385,6 @@ def task(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
         "error": error,
         "original_value": values.show(error.task.value, inline) if error else None,
         "can_see_values": can_see_values,
-        "is_error_queue": found.queue.endswith(ERROR_SUFFIX),
         "inline_limit": inline,
         "nav": "queues",
     }
@@ -536,18 +542,14 @@ def run_action(
     if force and not request.user.has_perm(FORCE):
         audit.refused(request.user, action, items, "force needs the force_task permission")
         raise PermissionDenied("Acting on tasks that others hold needs the force permission.")
-    eq = client()
-    result = ops.apply_to_versions(eq, items, build, force=force, values=action == "retry")
-    touched = eq.tasks(ids=[i.id for i in items], omit_values=True)
-    queues = sorted({t.queue for t in touched} | ({target} if target else set()))
-    audit.record(
-        request.user,
-        action,
-        result,
-        queue=", ".join(queues)[:MAX_QUEUE_LENGTH],
-        target=target,
-        forced=force,
-    )
+    try:
+        result = ops.apply_to_versions(
+            client(), items, build, force=force, values=action == "retry"
+        )
+    except Exception as error:
+        audit.failed(request.user, action, items, f"{type(error).__name__}: {error}")
+        raise
+    audit.record(request.user, action, result, target=target, forced=force)
     _report(request, action, result, target)
     return HttpResponseRedirect(back, status=303)
 
@@ -610,7 +612,10 @@ def task_edit(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
     context["format"] = "json" if values.show(found.value, 1 << 62).kind == "json" else "text"
     if request.method != "POST":
         return render_page(request, "queues/edit.html", context)
+    # Browsers send every line ending as CRLF: keep the value's own.
     text = request.POST.get("value", "").replace("\r\n", "\n")
+    if "\r\n" in current:
+        text = text.replace("\n", "\r\n")
     version = clamp(request.POST.get("version"), -1, -1, 2**31 - 1)
     context.update(text=text, version=version, format=request.POST.get("format", "text"))
     problem = _invalid_value(text, context["format"], eq.backend.max_value_bytes)
@@ -639,10 +644,10 @@ def _invalid_value(text: str, format: str, limit: int) -> str:
 def _diff(old: str, new: str) -> list[tuple[str, str]]:
     """Return the unified diff of two values as (kind, line) pairs for the template."""
     lines = difflib.unified_diff(
-        old.splitlines(), new.splitlines(), "stored", "edited", n=3, lineterm=""
+        old.splitlines(keepends=True), new.splitlines(keepends=True), "stored", "edited", n=3
     )
     kinds = {"+": "added", "-": "removed", "@": "hunk"}
-    return [(kinds.get(line[:1], "same"), line) for line in lines]
+    return [(kinds.get(line[:1], "same"), line.rstrip("\n")) for line in lines]
 
 
 # The audit log.

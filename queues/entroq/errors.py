@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .tasks import Task, TaskID
+from .tasks import Task, TaskID, as_uuid, check_attempt, check_err, check_queue
 
 NIL_UUID = uuid.UUID(int=0)
 
@@ -118,10 +118,14 @@ def task_to_json_dict(task: Task) -> dict[str, Any]:
 
 
 def task_from_json_dict(data: dict[str, Any]) -> Task:
+    """Return the task Go's JSON describes; ``ValueError`` or ``TypeError`` if it is not one.
+
+    The fields are checked as an insert checks them, since the task may be put back.
+    """
     claimant = uuid.UUID(data.get("claimant") or str(NIL_UUID))
     return Task(
-        queue=data["queue"],
-        id=uuid.UUID(data["id"]),
+        queue=check_queue(data["queue"]),
+        id=as_uuid(data["id"]),
         version=int(data["version"]),
         at=_parse_time(data["at"]),
         claimant=None if claimant == NIL_UUID else claimant,
@@ -129,8 +133,8 @@ def task_from_json_dict(data: dict[str, Any]) -> Task:
         value=base64.b64decode(data.get("value") or "", validate=True),
         created=_parse_time(data["created"]),
         modified=_parse_time(data["modified"]),
-        attempt=int(data.get("attempt", 0)),
-        err=data.get("err", ""),
+        attempt=check_attempt(int(data.get("attempt", 0))),
+        err=check_err(data.get("err", "")),
     )
 
 

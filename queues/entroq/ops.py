@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .client import EntroQ
-from .errors import DependencyError, ErrorTaskValue
+from .errors import DependencyError, ErrorTaskValue, default_err_qmap
 from .modify import ModifyArg, inserting
 from .tasks import Task, TaskData, TaskID, check_queue, check_value
 
@@ -36,16 +36,29 @@ def retrying(error_task: Task) -> list[ModifyArg]:
     ]
 
 
+def error_record(task: Task) -> ErrorTaskValue | None:
+    """Return the failure ``task`` records, if it is a task of an error queue.
+
+    It is when its value is an ``ErrorTaskValue`` whose task's error queue (by
+    ``default_err_qmap``) is the queue ``task`` is in: a value that merely looks like
+    one elsewhere must not send a task to the queue it names.
+    """
+    if not task.value.startswith(b"{"):
+        return None
+    try:
+        record = ErrorTaskValue.from_json(task.value)
+    except ValueError:
+        return None
+    return record if default_err_qmap(record.task.queue) == task.queue else None
+
+
 def retry(task: Task) -> list[ModifyArg]:
     """Return the modification that retries ``task``, available now.
 
-    An error-queue task (an ``ErrorTaskValue``, which needs the value) goes back to
+    An error-queue task (see :func:`error_record`; it needs the value) goes back to
     its original queue with :func:`retrying`; any other task is released.
     """
-    try:
-        return retrying(task)
-    except ValueError:
-        return release(task)
+    return retrying(task) if error_record(task) else release(task)
 
 
 def release(task: Task) -> list[ModifyArg]:
@@ -75,6 +88,8 @@ class BulkResult:
 
     done: list[TaskID] = field(default_factory=list)
     conflicts: list[tuple[TaskID, str]] = field(default_factory=list)
+    #: The queues the tasks were in before the action (when known).
+    queues: set[str] = field(default_factory=set)
 
 
 def apply_each(
@@ -149,7 +164,7 @@ def apply_to_versions(
     wanted = list({item.id: item for item in items}.values())
     current = {t.id: t for t in eq.tasks(ids=[i.id for i in wanted], omit_values=not values)}
     now = eq.time()
-    result, ready = BulkResult(), []
+    result, ready = BulkResult(queues={t.queue for t in current.values()}), []
     for item in wanted:
         task = current.get(item.id)
         if task is None:

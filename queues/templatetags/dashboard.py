@@ -8,6 +8,8 @@ from typing import Any
 
 from django import template
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.http import urlencode
 
 register = template.Library()
 
@@ -51,6 +53,15 @@ def until(moment: datetime, now: datetime) -> float:
 def short(id: uuid.UUID | None) -> str:
     """Return the first 8 hex digits of an ID: enough to tell tasks apart on a page."""
     return "" if id is None else id.hex[:8]
+
+
+@register.filter
+def queue_url(name: str) -> str:
+    """Return the URL of a queue's page: the name as the path, unless a segment of it is
+    "." or "..", which browsers resolve away; then the name goes in ``?name=``."""
+    if any(part in (".", "..") for part in name.split("/")):
+        return reverse("queues:queue_named") + "?" + urlencode({"name": name})
+    return reverse("queues:queue", kwargs={"name": name})
 
 
 @register.simple_tag(takes_context=True)

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from queues import demo, values
-from queues.entroq import EntroQ, MemoryBackend, RetryTaskError, inserting_into
+from queues import demo
+from queues.entroq import EntroQ, MemoryBackend, RetryTaskError, inserting_into, ops
 
 
 @pytest.mark.django_db
@@ -23,7 +23,7 @@ def test_eqdemo_seeds_queues_failures_and_a_user_once(capsys: pytest.CaptureFixt
     assert {name: sizes[name] for name in demo.QUEUES} == dict.fromkeys(demo.QUEUES, 5)
     failures = EntroQ().tasks("billing/charge/err")
     assert len(failures) == 40
-    unwrapped = values.unwrap_error(failures[0])
+    unwrapped = ops.error_record(failures[0])
     assert unwrapped is not None
     assert unwrapped.task.queue == "billing/charge"
 

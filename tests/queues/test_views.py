@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from datetime import timedelta
-from html import unescape
+from html import escape, unescape
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,6 +14,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from queues import views
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
 from queues.models import AuditEntry
 
@@ -593,3 +594,128 @@ def test_each_page_serves_its_region_to_htmx_and_the_whole_page_otherwise(
     partial = html(operator.get(url, headers=htmx(region)))
     assert partial.lstrip().startswith(f'<section id="{region}"')
     assert "<html" not in partial
+
+
+# What a review found.
+
+
+def test_retrying_from_the_task_page_lands_on_the_retried_task(
+    operator: Client, dash: EntroQ
+) -> None:
+    original, error_task = failed(dash, "billing")
+    page = html(operator.get(f"/tasks/{error_task.id}"))
+    assert f'name="next" value="/tasks/{original.id}"' in page
+
+    response = operator.post(
+        f"/tasks/{error_task.id}/retry",
+        {"version": error_task.version, "next": f"/tasks/{original.id}"},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert response.context["task"].queue == "billing"
+    assert "Retried 1 task." in html(response), "the message is shown, not only queued"
+
+
+def test_a_task_gone_under_htmx_reloads_the_whole_page(viewer: Client) -> None:
+    missing = uuid.uuid4()
+    response = viewer.get(f"/tasks/{missing}", headers=htmx("task"))
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"/tasks/{missing}"
+
+
+def test_an_expired_session_sends_htmx_to_the_login_page(client: Client) -> None:
+    headers = {**htmx("queues"), "HX-Current-URL": "http://testserver/queue/a?state=claimed"}
+    response = client.get("/?refresh=5", headers=headers)
+    assert response["HX-Redirect"] == "/accounts/login/?next=/queue/a%3Fstate%3Dclaimed"
+
+
+@pytest.mark.parametrize(
+    "embedded",
+    [{"queue": 5}, {"queue": ""}, {"err": 5}, {"id": "not an id"}, {"attempt": -1}],
+)
+def test_a_malformed_error_record_is_released_in_place(
+    operator: Client, dash: EntroQ, embedded: dict[str, object]
+) -> None:
+    original, error_task = failed(dash, "bad")
+    record = json.loads(error_task.value)
+    record["task"].update(embedded)
+    broken = dash.modify(error_task.as_change(value=json.dumps(record).encode()))[1][0]
+
+    assert operator.get(f"/tasks/{broken.id}").status_code == 200
+    response = operator.post("/tasks/retry", {"task": f"{broken.id}:{broken.version}"}, follow=True)
+
+    assert response.status_code == 200
+    (released,) = dash.tasks("bad/err")
+    assert released.id == broken.id
+    assert released.version == broken.version + 1
+    assert dash.tasks("bad") == []
+    assert original.id
+
+
+def test_an_error_record_outside_its_error_queue_is_not_rerouted(
+    operator: Client, dash: EntroQ
+) -> None:
+    _, error_task = failed(dash, "secret-target")
+    lookalike = insert(dash, "notifications", error_task.value)
+    operator.post(f"/tasks/{lookalike.id}/retry", {"version": lookalike.version})
+    assert [t.id for t in dash.tasks("notifications")] == [lookalike.id]
+    assert dash.tasks("secret-target") == []
+    assert "Failure" not in html(operator.get(f"/tasks/{lookalike.id}"))
+
+
+def test_the_audit_log_names_the_queue_of_deleted_and_retried_tasks(
+    operator: Client, dash: EntroQ
+) -> None:
+    task = insert(dash, "gone")
+    _, error_task = failed(dash, "src")
+    operator.post(f"/tasks/{task.id}/delete", {"version": 0, "confirmed": "yes"})
+    operator.post(f"/tasks/{error_task.id}/retry", {"version": error_task.version})
+    assert list(AuditEntry.objects.values_list("action", "queue")) == [
+        ("retry", "src/err"),
+        ("delete", "gone"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["jobs#1", "a?b", "a%41", "sp ace", "a/../b", "x/./y", ".."])
+def test_links_reach_queues_with_any_name(viewer: Client, dash: EntroQ, name: str) -> None:
+    insert(dash, name)
+    insert(dash, "b")
+    page = html(viewer.get("/"))
+    links = re.findall(r'<a href="([^"]+)">' + re.escape(escape(name)) + "</a>", page)
+    assert len(links) == 1
+    href = unescape(links[0])
+    assert "/../" not in href + "/"
+    assert "/./" not in href + "/"
+    assert "#" not in href
+    assert viewer.get(href).context["queue"] == name
+    filters = re.search(r'class="filters" method="get" hx-get="([^"]+)"', html(viewer.get(href)))
+    assert filters
+    assert unescape(filters[1]) == href
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent", "saved"),
+    [
+        (b"a\r\nb\r\n", "a\r\nb\r\nc\r\n", b"a\r\nb\r\nc\r\n"),
+        (b"a\nb\n", "a\r\nb\r\nc\r\n", b"a\nb\nc\n"),
+        (b"\nleading", "\r\nleading!", b"\nleading!"),
+    ],
+)
+def test_editing_keeps_the_values_line_endings(
+    operator: Client, dash: EntroQ, stored: bytes, sent: str, saved: bytes
+) -> None:
+    task = insert(dash, "le", stored)
+    form = html(operator.get(f"/tasks/{task.id}/edit"))
+    assert '<textarea id="value-text" name="value" rows="20" spellcheck="false">\n' in form
+    data = {"value": sent, "format": "text", "version": 0, "confirmed": "yes"}
+    operator.post(f"/tasks/{task.id}/edit", data)
+    assert dash.tasks("le")[0].value == saved
+
+
+def test_an_empty_page_past_the_end_leads_back(viewer: Client, dash: EntroQ) -> None:
+    task = insert(dash, "drained")
+    cursor = f"{(task.at - views.EPOCH) // timedelta(microseconds=1)}.{task.id.hex}"
+    page = html(viewer.get(f"/queue/drained?after={cursor}"))
+    assert "No tasks here" in page
+    assert "Back to the first page" in page
