@@ -281,6 +281,11 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
     except ValueError as error:
         return render_page(request, "queues/not_found.html", {"what": str(error)}, status=404)
     eq = client()
+    wanted = request.GET.get("id", "").strip()
+    if wanted:
+        found = _go_to_task(request, eq, wanted)
+        if found is not None:
+            return found
     state = request.GET.get("state", "")
     state = state if state in TASK_STATES else ""
     min_attempt = clamp(request.GET.get("attempt"), 0, 0, 2**31 - 1)
@@ -327,6 +332,21 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         "nav": "queues",
     }
     return render_page(request, "queues/queue.html", context, regions=["tasks"])
+
+
+def _go_to_task(request: HtmxHttpRequest, eq: EntroQ, wanted: str) -> HttpResponse | None:
+    """Return a redirect to the task ``wanted`` names, or None (with a message) if none."""
+    try:
+        id = uuid.UUID(wanted)
+    except ValueError:
+        messages.warning(request, f"Not a task ID: {wanted}")
+        return None
+    if not eq.tasks(ids=[id], omit_values=True):
+        messages.warning(request, f"No task {id}: it was finished, deleted, or never existed.")
+        return None
+    if request.htmx:
+        return HttpResponseClientRedirect(task_url(id))
+    return redirect(task_url(id))
 
 
 def _held_by_other(task: Task, now: datetime, claimant: uuid.UUID) -> bool:

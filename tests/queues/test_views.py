@@ -719,3 +719,14 @@ def test_an_empty_page_past_the_end_leads_back(viewer: Client, dash: EntroQ) -> 
     page = html(viewer.get(f"/queue/drained?after={cursor}"))
     assert "No tasks here" in page
     assert "Back to the first page" in page
+
+
+def test_the_queue_page_goes_to_a_task_id(viewer: Client, dash: EntroQ) -> None:
+    task = insert(dash, "g")
+    assert viewer.get(f"/queue/g?id={task.id}")["Location"] == f"/tasks/{task.id}"
+    assert viewer.get(f"/queue/g?id={task.id}", headers=htmx("tasks"))["HX-Redirect"] == (
+        f"/tasks/{task.id}"
+    )
+    missing = viewer.get(f"/queue/g?id={uuid.uuid4()}")
+    assert "finished, deleted, or never existed" in html(missing)
+    assert "Not a task ID: nope" in html(viewer.get("/queue/g?id=nope"))
