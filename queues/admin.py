@@ -17,6 +17,7 @@ from django.utils.functional import cached_property
 from queues import audit, views
 from queues.entroq import TaskID, ops
 from queues.models import AuditEntry, Task
+from queues.service import client
 
 
 class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -86,7 +87,7 @@ class TaskAdmin(ReadOnlyAdmin):
         # The versions are those of now: the admin's list does not carry them.
         items = [TaskID(id, version) for id, version in queryset.values_list("id", "version")]
         build = views.SIMPLE_ACTIONS[action]
-        result = ops.apply_to_versions(views.client(), items, build, values=action == "retry")
+        result = ops.apply_to_versions(client(), items, build, values=action == "retry")
         audit.record(request.user, action, result, detail="from the admin")
         level = messages.SUCCESS if not result.conflicts else messages.WARNING
         self.message_user(

@@ -26,6 +26,12 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WARN_AGE_SECONDS": 300,
     # Values up to this size are shown inline; larger ones only download.
     "DASHBOARD_INLINE_VALUE_BYTES": 256 * 1024,
+    # The longest an API claim waits for a task before answering "none".
+    "API_MAX_WAIT_SECONDS": 30,
+    # The largest API request body (values travel as base64, a third larger).
+    "API_MAX_BODY_BYTES": 64 * 1024 * 1024,
+    # Queue sizes on /metrics are at most this old, whoever scrapes.
+    "METRICS_CACHE_SECONDS": 10,
 }
 
 

@@ -74,3 +74,31 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} {self.action} ({self.outcome})"
+
+
+class ApiToken(models.Model):
+    """A credential for the HTTP API: a user's, limited to actions on queue prefixes.
+
+    Only a hash of the secret is kept; the token's claimant ID is the one its requests
+    claim and modify as, so one worker cannot act as another by naming its claimant.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="entroq_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The public start of the token, to find it; the rest is secret.
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    claimant = models.UUIDField(unique=True)
+    # [{"prefix": "billing/", "actions": ["claim", "delete"]}, ...]
+    grants = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id}…) of {self.user}"

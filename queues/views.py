@@ -11,7 +11,6 @@ page it came from, which htmx follows and swaps in.
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -33,9 +32,10 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from queues import audit, conf, values
-from queues.entroq import DjangoBackend, EntroQ, ModifyArg, QueueStat, Task, TaskID, ops
+from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import AuditEntry
+from queues.service import client
 from queues.templatetags.dashboard import duration, queue_url
 
 VIEW = "queues.view_task"
@@ -52,12 +52,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-@functools.cache
-def client() -> EntroQ:
-    """Return the dashboard's client: one claimant ID per process."""
-    return EntroQ(DjangoBackend())
 
 
 def render_page(

@@ -8,6 +8,7 @@ throwaway PostgreSQL cluster. Tests marked ``postgres`` need PostgreSQL; under
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -38,6 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Transactional: claims and notifications must really commit, and other
         # threads and processes must see them.
         pytest.param("django", marks=pytest.mark.django_db(transaction=True)),
+        # The HTTP API of a live server (a thread of this process) on that database.
+        pytest.param("http", marks=pytest.mark.django_db(transaction=True)),
     ]
 )
 def backend(request: pytest.FixtureRequest) -> Iterator[entroq.Backend]:
@@ -45,9 +48,23 @@ def backend(request: pytest.FixtureRequest) -> Iterator[entroq.Backend]:
     if request.param == "memory":
         yield entroq.MemoryBackend()
         return
-    backend = entroq.DjangoBackend()
+    if request.param == "http":
+        backend: entroq.Backend = http_backend(request.getfixturevalue("live_server").url)
+    else:
+        backend = entroq.DjangoBackend()
     yield backend
     backend.close()
+
+
+def http_backend(url: str, grants: str = "=read,claim,insert,change,delete") -> entroq.Backend:
+    """Return an ``HTTPBackend`` with a new token (its own claimant) of a new superuser."""
+    from django.contrib.auth.models import User
+
+    from queues import tokens
+
+    user = User.objects.create_superuser(f"api-{uuid.uuid4().hex[:8]}", email="")
+    _, secret = tokens.create(user, "test", [tokens.Grant.parse(g) for g in grants.split()])
+    return entroq.HTTPBackend(url, token=secret)
 
 
 @pytest.fixture
@@ -58,6 +75,8 @@ def eq(backend: entroq.Backend) -> entroq.EntroQ:
 @pytest.fixture
 def other(backend: entroq.Backend) -> entroq.EntroQ:
     """A second client on the same backend, with its own claimant ID."""
+    if isinstance(backend, entroq.HTTPBackend):  # the claimant comes with the token
+        return entroq.EntroQ(http_backend(backend.base_url))
     return entroq.EntroQ(backend)
 
 

@@ -17,6 +17,7 @@ from .backend import (
 )
 from .client import EntroQ
 from .errors import (
+    BackendUnavailable,
     ClaimTimeout,
     DependencyError,
     ErrorTaskValue,
@@ -49,14 +50,19 @@ from .worker import Worker
 
 if TYPE_CHECKING:
     from .django_backend import DjangoBackend
+    from .http_backend import HTTPBackend
 
 
 def __getattr__(name: str) -> object:
-    # DjangoBackend imports django.db, which is cheap but not free; load it on first use.
+    # DjangoBackend imports django.db and HTTPBackend urllib3: load them on first use.
     if name == "DjangoBackend":
         from .django_backend import DjangoBackend
 
         return DjangoBackend
+    if name == "HTTPBackend":
+        from .http_backend import HTTPBackend
+
+        return HTTPBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -66,12 +72,14 @@ __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "MAX_QUEUE_LENGTH",
     "Backend",
+    "BackendUnavailable",
     "ClaimQuery",
     "ClaimTimeout",
     "DependencyError",
     "DjangoBackend",
     "EntroQ",
     "ErrorTaskValue",
+    "HTTPBackend",
     "MemoryBackend",
     "Modification",
     "ModifyArg",

@@ -174,6 +174,13 @@ class Backend(ABC):
     def time(self) -> datetime:
         """Return the backend's clock, in UTC."""
 
+    def bound_claimant(self) -> uuid.UUID | None:
+        """Return the claimant ID this backend acts as whatever a client says, if any.
+
+        ``HTTPBackend`` returns its token's; ``EntroQ`` then takes it as its own.
+        """
+        return None
+
     def queues(self, query: QueuesQuery) -> dict[str, int]:
         """Return the sizes of the matching non-empty queues."""
         return {name: stat.size for name, stat in self.queue_stats(query).items()}

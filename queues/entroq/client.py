@@ -80,7 +80,11 @@ class EntroQ:
 
             backend = DjangoBackend()
         self.backend = backend
-        self._id = uuid.uuid4() if claimant_id is None else as_uuid(claimant_id, "claimant_id")
+        bound = backend.bound_claimant()
+        wanted = None if claimant_id is None else as_uuid(claimant_id, "claimant_id")
+        if bound is not None and wanted not in (None, bound):
+            raise ValueError(f"this backend acts as claimant {bound}, not {wanted}")
+        self._id = bound or wanted or uuid.uuid4()
 
     @property
     def id(self) -> uuid.UUID:

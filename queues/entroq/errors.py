@@ -79,6 +79,10 @@ class RetryTaskError(Exception):
         self.err = err
 
 
+class BackendUnavailable(ConnectionError):
+    """The store cannot be reached now (a server down, a connection refused): try later."""
+
+
 class ClaimTimeout(TimeoutError):
     """A blocking claim found no task before its timeout."""
 

@@ -21,6 +21,14 @@ def insert(eq: EntroQ, queue: str = "q", **kwargs: object) -> entroq.Task:
     return inserted[0]
 
 
+def unbound(eq: EntroQ) -> entroq.Backend:
+    """Return where to make a modification without a claimant: over HTTP each one is
+    the token's, so go to the database behind the server."""
+    if isinstance(eq.backend, entroq.HTTPBackend):
+        return entroq.DjangoBackend()
+    return eq.backend
+
+
 def test_insert_sets_the_fields_of_the_contract(eq: EntroQ) -> None:
     before = eq.time()
     task = insert(eq, "jobs", value=b"payload", attempt=2, err="earlier failure")
@@ -454,7 +462,7 @@ def test_stats_are_exact(eq: EntroQ, other: EntroQ) -> None:
     for _ in range(4):
         insert(eq, "s")
     # Future and held by nobody: only a modification without a claimant makes one.
-    eq.backend.modify(entroq.new_modification(None, entroq.inserting_into("s", arrival_in=60)))
+    unbound(eq).modify(entroq.new_modification(None, entroq.inserting_into("s", arrival_in=60)))
     assert eq.try_claim("s", duration=60) is not None
     assert other.try_claim("s", duration=60) is not None
     assert other.try_claim("s", duration=60) is not None
@@ -605,7 +613,7 @@ def test_browsing_filters_orders_and_pages_by_keyset(eq: EntroQ, other: EntroQ) 
     held = other.try_claim("b", duration=60)
     assert held is not None
     # Future and held by nobody: only a modification without a claimant makes one.
-    eq.backend.modify(
+    unbound(eq).modify(
         entroq.new_modification(None, entroq.inserting_into("b", arrival_in=60, attempt=3))
     )
     order = sorted((t for t in tasks if t.id != held.id), key=lambda t: (t.at, t.id.int))

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from queues import views
 from queues.entroq import EntroQ
+from queues.service import client
 
 
 def _member(username: str, *groups: str) -> User:
@@ -47,7 +47,7 @@ def nobody(db: None) -> Client:
 @pytest.fixture
 def dash(db: None) -> EntroQ:
     """The dashboard's own client (its claimant ID is the dashboard's)."""
-    return views.client()
+    return client()
 
 
 @pytest.fixture

@@ -199,7 +199,7 @@ class Command(BaseCommand):
                     worker.run(budget.counting(work), stop, until_empty=options["batch"])
                     if options["batch"]:
                         return
-                except DatabaseError as exc:
+                except (DatabaseError, entroq.BackendUnavailable) as exc:
                     if _connection_usable(client):
                         raise  # the handler's own database error, not an outage
                     if time.monotonic() - started > MAX_BACKOFF:

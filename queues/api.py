@@ -1,0 +1,296 @@
+"""The HTTP API under ``/api/v1/``: every ``Backend`` operation, for workers elsewhere.
+
+Requests carry ``Authorization: Bearer <token>``. A token claims and modifies as its
+own claimant ID, and may act only on the queues its grants name (see
+``queues.tokens``); a modification is checked against the queues its tasks are in
+and the queues it moves them to. Bodies and answers are JSON in the form of
+``queues.entroq.wire``; errors are ``{"error": code, "message": text}`` with 400, 401,
+403, 404, 405, 409 (with every problem of a failed modification) or 413. The
+OpenAPI document at ``/api/v1/openapi.json`` describes it all.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from queues import conf, metrics, openapi, tokens
+from queues.entroq import ClaimQuery, ClaimTimeout, DependencyError, QueuesQuery, TasksQuery, wire
+from queues.entroq.tasks import MAX_DURATION_SECONDS, TASK_STATES, check_queue
+from queues.models import ApiToken
+from queues.service import client
+
+MAX_CLAIM_QUEUES = 100
+MAX_LIST_IDS = 1000
+
+View = Callable[[HttpRequest, ApiToken], HttpResponse]
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message, **extra}, status=status)
+
+
+def endpoint(
+    operation: str, method: str
+) -> Callable[[View], Callable[[HttpRequest], HttpResponse]]:
+    """Make ``view(request, token)`` an API view: method, token, size, errors, metrics."""
+
+    def decorate(view: View) -> Callable[[HttpRequest], HttpResponse]:
+        @csrf_exempt  # tokens, not cookies: nothing a browser sends by itself
+        @login_not_required
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest) -> HttpResponse:
+            started = time.perf_counter()
+            response = _answer(request, view, method)
+            metrics.REQUESTS.labels(operation, str(response.status_code)).inc()
+            metrics.LATENCY.labels(operation).observe(time.perf_counter() - started)
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def _answer(request: HttpRequest, view: View, method: str) -> HttpResponse:
+    if request.method != method:
+        response = error(405, "method_not_allowed", f"use {method}")
+        response["Allow"] = method
+        return response
+    token = _token(request)
+    if token is None:
+        response = error(401, "unauthorized", "send Authorization: Bearer <API token>")
+        response["WWW-Authenticate"] = 'Bearer realm="entroq"'
+        return response
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    limit = conf.get("API_MAX_BODY_BYTES")
+    if not length.isdigit() or int(length) > limit:
+        return error(413, "too_large", f"the body is over the limit of {limit} bytes")
+    try:
+        return view(request, token)
+    except tokens.Forbidden as refused:
+        return error(403, "forbidden", str(refused))
+    except DependencyError as conflict:
+        return JsonResponse(wire.encode_dependency_error(conflict), status=409)
+    except (ValueError, TypeError) as bad:
+        return error(400, "bad_request", str(bad))
+
+
+def _token(request: HttpRequest) -> ApiToken | None:
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return tokens.authenticate(secret.strip())
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    # request.read(), not request.body: the API has its own size limit, checked above.
+    raw = request.read()
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("body: expected a JSON object")
+    return body
+
+
+# Operations.
+
+
+@endpoint("claim", "POST")
+def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Claim a task from one of ``queues`` for ``duration`` seconds, waiting up to ``wait``."""
+    body = _body(request)
+    unknown = set(body) - {"queues", "duration", "wait"}
+    if unknown:
+        raise ValueError(f"body: unknown field {sorted(unknown)[0]!r}")
+    queues = body.get("queues")
+    if not isinstance(queues, list) or not 1 <= len(queues) <= MAX_CLAIM_QUEUES:
+        raise ValueError(f"queues: expected a list of 1 to {MAX_CLAIM_QUEUES} queue names")
+    names = tuple(dict.fromkeys(_queue(q, f"queues[{i}]") for i, q in enumerate(queues)))
+    duration = wire.param_number(body.get("duration"), "duration", 30, high=MAX_DURATION_SECONDS)
+    max_wait = float(conf.get("API_MAX_WAIT_SECONDS"))
+    wait = min(wire.param_number(body.get("wait"), "wait", 0, high=MAX_DURATION_SECONDS), max_wait)
+    tokens.require(token, "claim", names)
+    metrics.saw_claimant(token.claimant)
+    query = ClaimQuery(queues=names, claimant=token.claimant, duration=duration)
+    backend = client().backend
+    if wait <= 0:
+        task = backend.try_claim(query)
+    else:
+        metrics.WAITING.inc()
+        try:
+            task = backend.claim(query, timeout=wait)
+        except ClaimTimeout:
+            task = None
+        finally:
+            metrics.WAITING.dec()
+    metrics.CLAIMS.labels("claimed" if task else "empty").inc()
+    return JsonResponse({"task": None if task is None else wire.encode_task(task)})
+
+
+@endpoint("modify", "POST")
+def modify(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Apply inserts, changes, deletes and depends all or nothing, as the token's claimant."""
+    try:
+        mod = wire.decode_modification(_body(request), token.claimant)
+        eq = client()
+        mod.check(eq.backend.max_value_bytes)
+    except ValueError:
+        metrics.MODIFICATIONS.labels("invalid").inc()
+        raise
+    _authorize(token, mod)
+    try:
+        inserted, changed = eq.backend.modify(mod)
+    except DependencyError:
+        metrics.MODIFICATIONS.labels("conflict").inc()
+        raise
+    metrics.MODIFICATIONS.labels("done").inc()
+    return JsonResponse(
+        {
+            "inserted": [wire.encode_task(t) for t in inserted],
+            "changed": [wire.encode_task(t) for t in changed],
+        }
+    )
+
+
+def _authorize(token: ApiToken, mod: Any) -> None:
+    """Check every queue the modification touches: where tasks go, and where they are.
+
+    A referenced task is checked in the queue it is in at the version the request
+    names; at any other version (or gone) the modification fails on its own.
+    """
+    tokens.require(token, "insert", {d.queue for d in mod.inserts})
+    tokens.require(token, "change", {c.queue for c in mod.changes})
+    ids = [c.id for c in mod.changes] + [d.id for d in mod.deletes + mod.depends]
+    current = {t.id: t for t in client().tasks(ids=ids, omit_values=True)} if ids else {}
+    for action, wanted in (
+        *(("change", c.id_version()) for c in mod.changes),
+        *(("delete", d) for d in mod.deletes),
+        *(("read", d) for d in mod.depends),
+    ):
+        task = current.get(wanted.id)
+        if task is not None and task.version == wanted.version:
+            tokens.require(token, action, [task.queue])
+
+
+@endpoint("tasks", "GET")
+def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """List the tasks of a queue, or look tasks up by ID (only those the token may read)."""
+    get = request.GET
+    queue = get.get("queue", "")
+    ids = [wire.decode_id(raw, f"id[{i}]") for i, raw in enumerate(get.getlist("id"))]
+    if len(ids) > MAX_LIST_IDS:
+        raise ValueError(f"id: at most {MAX_LIST_IDS} IDs at once")
+    if queue:
+        _queue(queue, "queue")
+        tokens.require(token, "read", [queue])
+    elif not ids:
+        raise ValueError("queue: give a queue, or ids to look up")
+    claimant = get.get("claimant")
+    state = get.get("state", "")
+    if state and state not in TASK_STATES:
+        raise ValueError(f"state: one of {', '.join(TASK_STATES)}")
+    query = TasksQuery(
+        queue=queue,
+        claimant=None if claimant is None else wire.decode_id(claimant, "claimant"),
+        limit=wire.param_int(get.get("limit"), "limit", 0),
+        ids=tuple(ids),
+        omit_values=wire.param_flag(get.get("omit_values"), "omit_values"),
+        state=state,
+        min_attempt=wire.param_int(get.get("min_attempt"), "min_attempt", 0),
+        newest_first=wire.param_flag(get.get("newest_first"), "newest_first"),
+        after=_bound(get.get("after_at"), get.get("after_id"), "after"),
+        before=_bound(get.get("before_at"), get.get("before_id"), "before"),
+        preview=wire.param_int(get.get("preview"), "preview", 0),
+    )
+    found = client().backend.tasks(query)
+    readable = [t for t in found if tokens.allows(token, "read", t.queue)]
+    return JsonResponse({"tasks": [wire.encode_task(t) for t in readable]})
+
+
+def _bound(at: str | None, id: str | None, name: str) -> Any:
+    if at is None and id is None:
+        return None
+    if at is None or id is None:
+        raise ValueError(f"{name}_at and {name}_id go together")
+    return wire.decode_time(at, f"{name}_at"), wire.decode_id(id, f"{name}_id")
+
+
+def _queues_query(request: HttpRequest) -> QueuesQuery:
+    get = request.GET
+    return QueuesQuery(
+        match_prefix=tuple(get.getlist("prefix")),
+        match_exact=tuple(_queue(q, "exact") for q in get.getlist("exact")),
+        limit=wire.param_int(get.get("limit"), "limit", 0),
+    )
+
+
+@endpoint("queues", "GET")
+def queues(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Return the size of each matching queue the token may read."""
+    sizes = client().backend.queues(_queues_query(request))
+    return JsonResponse(
+        {"queues": {q: n for q, n in sizes.items() if tokens.allows(token, "read", q)}}
+    )
+
+
+@endpoint("stats", "GET")
+def stats(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Return the stats of each matching queue the token may read."""
+    found = client().backend.queue_stats(_queues_query(request))
+    return JsonResponse(
+        {
+            "stats": {
+                q: wire.encode_stat(s) for q, s in found.items() if tokens.allows(token, "read", q)
+            }
+        }
+    )
+
+
+@endpoint("time", "GET")
+def now(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Return the store's clock."""
+    return JsonResponse({"time": wire.encode_time(client().time())})
+
+
+@endpoint("whoami", "GET")
+def whoami(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Return the token's user, name, claimant ID and grants."""
+    return JsonResponse(
+        {
+            "user": token.user.get_username(),
+            "token": token.name,
+            "claimant": str(token.claimant),
+            "grants": token.grants,
+            "max_value_bytes": client().backend.max_value_bytes,
+            "max_wait": conf.get("API_MAX_WAIT_SECONDS"),
+        }
+    )
+
+
+@csrf_exempt
+@login_not_required
+def schema(request: HttpRequest) -> HttpResponse:
+    """Return the OpenAPI document of this API."""
+    return JsonResponse(openapi.document(request.build_absolute_uri("/api/v1")))
+
+
+@csrf_exempt
+@login_not_required
+def not_found(request: HttpRequest, rest: str) -> HttpResponse:
+    return error(404, "not_found", f"no API operation {rest!r}")
+
+
+def _queue(raw: Any, name: str) -> str:
+    try:
+        return check_queue(raw, name)
+    except (TypeError, ValueError) as bad:
+        raise ValueError(f"{name}: {bad}") from None

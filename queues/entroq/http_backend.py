@@ -1,0 +1,244 @@
+"""``HTTPBackend``: the task store of an EntroQ server, reached over its HTTP API.
+
+A worker needs only the server's URL and an API token::
+
+    eq = EntroQ(HTTPBackend("https://queues.example.com", token="eq_..."))
+
+The token fixes the claimant ID (the server acts as the token's claimant whatever
+the client says), so ``EntroQ`` takes its ID from the server. Connections are pooled
+and kept alive; reads are retried with backoff on connection errors and 502, 503
+and 504; claims and modifications are retried only when the request never reached
+the server. A blocking claim long-polls: the server holds each request until a task
+comes or its wait ends, and is woken by the same notifications as in-process claims.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+
+from . import wire
+from .backend import Backend, ClaimQuery, QueuesQuery, TasksQuery
+from .errors import BackendUnavailable, ClaimTimeout
+from .modify import Modification
+from .tasks import QueueStat, Task
+
+API_PATH = "/api/v1"
+RETRY_STATUSES = frozenset({502, 503, 504})
+# While a caller may stop a blocking claim, it waits in requests this short.
+STOPPABLE_POLL = 1.0
+
+
+class HTTPBackend(Backend):
+    """The store behind an EntroQ server's ``/api/v1``, as the holder of ``token``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        timeout: float = 10.0,
+        retries: int = 3,
+        pool_size: int = 16,
+    ) -> None:
+        base = base_url.rstrip("/")
+        self.base_url = base if base.endswith(API_PATH) else base + API_PATH
+        self.timeout = timeout
+        self.retries = retries
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": "entroq-python",
+        }
+        self._pool = urllib3.PoolManager(maxsize=pool_size, block=False)
+        self._whoami: dict[str, Any] | None = None
+        self._max_value_bytes: int | None = None
+        self._whoami_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<HTTPBackend {self.base_url}>"
+
+    # What the server says of this token.
+
+    def whoami(self) -> dict[str, Any]:
+        """Return the token's user, name, claimant ID and grants (asked once)."""
+        with self._whoami_lock:
+            if self._whoami is None:
+                self._whoami = self._call("GET", "/whoami")
+            return self._whoami
+
+    def bound_claimant(self) -> uuid.UUID:
+        return uuid.UUID(self.whoami()["claimant"])
+
+    @property
+    def max_value_bytes(self) -> int:
+        """The server's limit (asked once), so oversized values fail before they travel."""
+        if self._max_value_bytes is None:
+            self._max_value_bytes = int(self.whoami()["max_value_bytes"])
+        return self._max_value_bytes
+
+    @max_value_bytes.setter
+    def max_value_bytes(self, limit: int) -> None:
+        self._max_value_bytes = limit
+
+    # Backend.
+
+    def try_claim(self, query: ClaimQuery) -> Task | None:
+        return self._claim(query, wait=0.0)
+
+    def claim(
+        self,
+        query: ClaimQuery,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> Task:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        longest = float(self.whoami().get("max_wait", 30))
+        if stop is not None:
+            longest = min(longest, STOPPABLE_POLL)
+        while True:
+            if stop is not None and stop.is_set():
+                raise ClaimTimeout("claim stopped")
+            wait = longest
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
+            task = self._claim(query, wait=wait)
+            if task is not None:
+                return task
+
+    def _claim(self, query: ClaimQuery, wait: float) -> Task | None:
+        self._check_claimant(query.claimant)
+        body = {"queues": list(query.queues), "duration": query.duration, "wait": wait}
+        answer = self._call("POST", "/claim", body=body, read_timeout=wait + self.timeout)
+        task = answer.get("task")
+        return None if task is None else wire.decode_task(task)
+
+    def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
+        self._check_claimant(mod.claimant)
+        answer = self._call("POST", "/modify", body=wire.encode_modification(mod))
+        inserted = [wire.decode_task(t, "inserted") for t in answer["inserted"]]
+        changed = [wire.decode_task(t, "changed") for t in answer["changed"]]
+        return inserted, changed
+
+    def tasks(self, query: TasksQuery) -> list[Task]:
+        params: dict[str, Any] = {"limit": query.limit, "min_attempt": query.min_attempt}
+        if query.queue:
+            params["queue"] = query.queue
+        if query.ids:
+            params["id"] = [str(i) for i in query.ids]
+        if query.claimant is not None:
+            params["claimant"] = str(query.claimant)
+        if query.omit_values:
+            params["omit_values"] = "true"
+        if query.state:
+            params["state"] = query.state
+        if query.newest_first:
+            params["newest_first"] = "true"
+        if query.preview:
+            params["preview"] = query.preview
+        for name, bound in (("after", query.after), ("before", query.before)):
+            if bound is not None:
+                params[f"{name}_at"] = wire.encode_time(bound[0])
+                params[f"{name}_id"] = str(bound[1])
+        answer = self._call("GET", "/tasks", params=params)
+        return [wire.decode_task(t, "tasks") for t in answer["tasks"]]
+
+    def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
+        answer = self._call("GET", "/stats", params=_queue_params(query))
+        return {name: wire.decode_stat(name, raw) for name, raw in answer["stats"].items()}
+
+    def queues(self, query: QueuesQuery) -> dict[str, int]:
+        answer = self._call("GET", "/queues", params=_queue_params(query))
+        return {str(name): int(size) for name, size in answer["queues"].items()}
+
+    def time(self) -> datetime:
+        return wire.decode_time(self._call("GET", "/time")["time"], "time")
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def _check_claimant(self, claimant: uuid.UUID | None) -> None:
+        # The server acts as the token's claimant; asking for another is a mistake to
+        # report, not to pass over in silence.
+        if claimant is not None and claimant != self.bound_claimant():
+            raise ValueError(
+                f"over HTTP this client acts as its token's claimant {self.bound_claimant()}, "
+                f"not {claimant}"
+            )
+
+    # Transport.
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+    ) -> Any:
+        url = self.base_url + path
+        if params:
+            url += "?" + urlencode(params, doseq=True)
+        idempotent = method == "GET"
+        retry = urllib3.Retry(
+            total=self.retries,
+            connect=self.retries,  # the request never left: safe for any method
+            read=self.retries if idempotent else 0,
+            status=self.retries if idempotent else 0,
+            other=0,
+            status_forcelist=RETRY_STATUSES if idempotent else (),
+            allowed_methods=None,
+            backoff_factor=0.2,
+            raise_on_status=False,
+        )
+        try:
+            response = self._pool.request(
+                method,
+                url,
+                body=None if body is None else json.dumps(body).encode(),
+                headers=self._headers,
+                timeout=urllib3.Timeout(connect=self.timeout, read=read_timeout or self.timeout),
+                retries=retry,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise BackendUnavailable(f"{method} {url}: {error}") from error
+        return _answer(method, url, response)
+
+
+def _queue_params(query: QueuesQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": query.limit}
+    if query.match_prefix:
+        params["prefix"] = list(query.match_prefix)
+    if query.match_exact:
+        params["exact"] = list(query.match_exact)
+    return params
+
+
+def _answer(method: str, url: str, response: urllib3.BaseHTTPResponse) -> Any:
+    """Return the JSON of a 200, or raise what the status means."""
+    try:
+        answer = json.loads(response.data) if response.data else {}
+    except ValueError:
+        answer = {}
+    if response.status == 200 and isinstance(answer, dict):
+        return answer
+    message = answer.get("message", "") if isinstance(answer, dict) else ""
+    where = f"{method} {url}: {response.status}"
+    if response.status == 409 and isinstance(answer, dict):
+        raise wire.decode_dependency_error(answer)
+    if response.status in (400, 413):
+        raise ValueError(message or where)
+    if response.status in (401, 403):
+        raise PermissionError(f"{where} {message}".strip())
+    raise BackendUnavailable(f"{where} {message}".strip())

@@ -1,0 +1,295 @@
+"""The OpenAPI 3.1 document of the HTTP API (``/api/v1/openapi.json``).
+
+Kept beside ``queues.api`` and checked against the live server by a property-based
+test (``tests/api/test_openapi.py``), so the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queues.entroq.tasks import MAX_ERR_LENGTH, MAX_QUEUE_LENGTH
+
+JSON = dict[str, Any]
+
+QUEUE: JSON = {"type": "string", "minLength": 1, "maxLength": MAX_QUEUE_LENGTH}
+UUID: JSON = {"type": "string", "format": "uuid"}
+TIME: JSON = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+VALUE: JSON = {"type": "string", "contentEncoding": "base64"}
+VERSION: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+ATTEMPT: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+ERR: JSON = {"type": "string", "maxLength": MAX_ERR_LENGTH}
+SECONDS: JSON = {"type": "number", "minimum": 0}
+
+
+def ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: JSON, required: list[str] | None = None) -> JSON:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required or [],
+        "additionalProperties": False,
+    }
+
+
+TASK: JSON = {
+    "queue": {"type": "string"},
+    "id": UUID,
+    "version": VERSION,
+    "at": TIME,
+    "claimant": {"oneOf": [UUID, {"type": "null"}]},
+    "claims": {"type": "integer", "minimum": 0},
+    "value": VALUE,
+    "created": TIME,
+    "modified": TIME,
+    "attempt": ATTEMPT,
+    "err": {"type": "string"},
+}
+
+SCHEMAS: JSON = {
+    "Task": obj(TASK, list(TASK)),
+    "TaskID": obj({"id": UUID, "version": VERSION}, ["id", "version"]),
+    "Insert": obj(
+        {
+            "queue": QUEUE,
+            "value": VALUE,
+            "at": {"oneOf": [TIME, {"type": "null"}], "description": "null or absent: now"},
+            "id": {"oneOf": [UUID, {"type": "null"}], "description": "null or absent: new"},
+            "attempt": ATTEMPT,
+            "err": ERR,
+        },
+        ["queue"],
+    ),
+    "Change": obj(
+        {
+            "id": UUID,
+            "version": VERSION,
+            "queue": QUEUE,
+            "value": {"oneOf": [VALUE, {"type": "null"}], "description": "null or absent: keep"},
+            "at": {"oneOf": [TIME, {"type": "null"}], "description": "null or absent: now"},
+            "attempt": ATTEMPT,
+            "err": ERR,
+        },
+        ["id", "version", "queue"],
+    ),
+    "Modification": obj(
+        {
+            "inserts": {"type": "array", "items": ref("Insert")},
+            "changes": {"type": "array", "items": ref("Change")},
+            "deletes": {"type": "array", "items": ref("TaskID")},
+            "depends": {"type": "array", "items": ref("TaskID")},
+        }
+    ),
+    "Modified": obj(
+        {
+            "inserted": {"type": "array", "items": ref("Task")},
+            "changed": {"type": "array", "items": ref("Task")},
+        },
+        ["inserted", "changed"],
+    ),
+    "ClaimRequest": obj(
+        {
+            "queues": {"type": "array", "items": QUEUE, "minItems": 1, "maxItems": 100},
+            "duration": {**SECONDS, "description": "the lease, in seconds (default 30)"},
+            "wait": {
+                **SECONDS,
+                "description": "seconds to wait for a task (default 0: answer at once); "
+                "the server waits at most API_MAX_WAIT_SECONDS",
+            },
+        },
+        ["queues"],
+    ),
+    "Claimed": obj({"task": {"oneOf": [ref("Task"), {"type": "null"}]}}, ["task"]),
+    "QueueStat": obj(
+        {
+            "size": {"type": "integer"},
+            "available": {"type": "integer"},
+            "claimed": {"type": "integer"},
+            "future": {"type": "integer"},
+            "max_claims": {"type": "integer"},
+            "earliest": {"oneOf": [TIME, {"type": "null"}]},
+        },
+        ["size", "available", "claimed", "future", "max_claims", "earliest"],
+    ),
+    "Error": {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        "required": ["error", "message"],
+    },
+    "Conflict": obj(
+        {
+            "error": {"const": "dependency"},
+            "message": {"type": "string"},
+            **{
+                label: {"type": "array", "items": ref("TaskID")}
+                for label in ("inserts", "depends", "deletes", "changes", "claims")
+            },
+        },
+        ["error", "message", "inserts", "depends", "deletes", "changes", "claims"],
+    ),
+}
+
+
+def answer(description: str, schema: JSON) -> JSON:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def failures(*statuses: int) -> JSON:
+    texts = {
+        400: "Bad input; the message names the field",
+        401: "No valid token",
+        403: "The token may not act on a queue involved",
+        409: "The modification cannot proceed; every problem is listed",
+        413: "The body is too large",
+    }
+    return {
+        str(status): answer(texts[status], ref("Conflict" if status == 409 else "Error"))
+        for status in statuses
+    }
+
+
+def query(name: str, schema: JSON, description: str, *, many: bool = False) -> JSON:
+    param: JSON = {"name": name, "in": "query", "required": False, "description": description}
+    if many:
+        param.update(schema={"type": "array", "items": schema}, style="form", explode=True)
+    else:
+        param["schema"] = schema
+    return param
+
+
+LIMIT = query("limit", {"type": "integer", "minimum": 0}, "at most this many (0: all)")
+QUEUE_FILTERS = [
+    query("prefix", {"type": "string"}, "queues starting with this (repeat)", many=True),
+    query("exact", QUEUE, "this queue (repeat)", many=True),
+    LIMIT,
+]
+FLAG: JSON = {"type": "boolean"}
+
+
+def operation(summary: str, ok: JSON, *statuses: int, **extra: Any) -> JSON:
+    return {
+        "summary": summary,
+        "security": [{"token": []}],
+        "responses": {"200": ok, **failures(400, 401, 413, *statuses)},
+        **extra,
+    }
+
+
+def body(name: str) -> JSON:
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
+
+
+def document(server: str) -> JSON:
+    """Return the OpenAPI document, with ``server`` as the API's base URL."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "EntroQ",
+            "version": "1",
+            "description": "EntroQ's task store over HTTP: claims are leases; every "
+            "modification is all or nothing and checks task versions.",
+        },
+        "servers": [{"url": server}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/claim": {
+                "post": operation(
+                    "Claim a task, waiting up to `wait` seconds for one",
+                    answer("The claimed task, or null", ref("Claimed")),
+                    403,
+                    requestBody=body("ClaimRequest"),
+                )
+            },
+            "/modify": {
+                "post": operation(
+                    "Insert, change, delete and depend on tasks, all or nothing",
+                    answer("The inserted and changed tasks", ref("Modified")),
+                    403,
+                    409,
+                    requestBody=body("Modification"),
+                )
+            },
+            "/tasks": {
+                "get": operation(
+                    "List a queue's tasks, or look tasks up by ID",
+                    answer(
+                        "Tasks",
+                        obj({"tasks": {"type": "array", "items": ref("Task")}}, ["tasks"]),
+                    ),
+                    403,
+                    parameters=[
+                        query("queue", QUEUE, "the queue (or give id)"),
+                        query("id", UUID, "a task ID (repeat)", many=True),
+                        query("claimant", UUID, "only tasks it holds or that are available"),
+                        LIMIT,
+                        query("omit_values", FLAG, "leave values out"),
+                        query(
+                            "state",
+                            {"enum": ["available", "claimed", "future"]},
+                            "only tasks in this state",
+                        ),
+                        query("min_attempt", {"type": "integer", "minimum": 0}, "attempt ≥"),
+                        query("newest_first", FLAG, "order by at, id descending"),
+                        query("after_at", TIME, "keyset bound (with after_id)"),
+                        query("after_id", UUID, "keyset bound (with after_at)"),
+                        query("before_at", TIME, "keyset bound (with before_id)"),
+                        query("before_id", UUID, "keyset bound (with before_at)"),
+                        query("preview", {"type": "integer", "minimum": 0}, "cut values"),
+                    ],
+                )
+            },
+            "/queues": {
+                "get": operation(
+                    "The size of each matching queue",
+                    answer(
+                        "Sizes by queue",
+                        obj(
+                            {
+                                "queues": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "integer"},
+                                }
+                            },
+                            ["queues"],
+                        ),
+                    ),
+                    parameters=QUEUE_FILTERS,
+                )
+            },
+            "/stats": {
+                "get": operation(
+                    "The stats of each matching queue",
+                    answer(
+                        "Stats by queue",
+                        obj(
+                            {"stats": {"type": "object", "additionalProperties": ref("QueueStat")}},
+                            ["stats"],
+                        ),
+                    ),
+                    parameters=QUEUE_FILTERS,
+                )
+            },
+            "/time": {
+                "get": operation("The store's clock", answer("Now", obj({"time": TIME}, ["time"])))
+            },
+            "/whoami": {
+                "get": operation(
+                    "The token: its user, name, claimant ID and grants",
+                    answer(
+                        "The token",
+                        {
+                            "type": "object",
+                            "required": ["user", "token", "claimant", "grants"],
+                            "properties": {"claimant": UUID},
+                        },
+                    ),
+                )
+            },
+        },
+    }

@@ -1,0 +1,140 @@
+"""API tokens: created for a user, limited to actions on queue prefixes, stored hashed.
+
+A token reads ``eq_<key id>_<secret>``. The key ID finds the token; the SHA-256 of the
+whole token is compared in constant time. Secrets have 256 bits of entropy, so a
+plain hash is enough (a slow password hash would only slow every request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
+
+from queues.models import ApiToken
+
+ACTIONS = ("read", "claim", "insert", "change", "delete")
+# What a token's user must be allowed in the dashboard for its token to do each action.
+READ_PERMISSIONS = ("queues.view_task", "queues.view_task_value")
+WRITE_PERMISSIONS = (*READ_PERMISSIONS, "queues.operate_task")
+PREFIX = "eq_"
+LAST_USED_EVERY = timedelta(minutes=1)
+
+
+class Forbidden(Exception):
+    """The token may not do what the request asks."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Actions allowed on every queue whose name starts with ``prefix`` ("" for all)."""
+
+    prefix: str
+    actions: frozenset[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Grant:
+        """Parse ``PREFIX=ACTION,ACTION`` (``=read`` grants reading every queue)."""
+        prefix, sep, actions = text.partition("=")
+        if not sep:
+            raise ValueError(f"a grant reads PREFIX=ACTION,ACTION (got {text!r})")
+        wanted = frozenset(a.strip() for a in actions.split(",") if a.strip())
+        if not wanted:
+            raise ValueError(f"the grant {text!r} names no action")
+        unknown = wanted - set(ACTIONS)
+        if unknown:
+            raise ValueError(f"unknown action {sorted(unknown)[0]!r}; use {', '.join(ACTIONS)}")
+        return cls(prefix.strip(), wanted)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}={','.join(a for a in ACTIONS if a in self.actions)}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"prefix": self.prefix, "actions": [a for a in ACTIONS if a in self.actions]}
+
+
+def grants_of(token: ApiToken) -> list[Grant]:
+    return [Grant(g["prefix"], frozenset(g["actions"])) for g in token.grants]
+
+
+def allows(token: ApiToken, action: str, queue: str) -> bool:
+    """Return whether ``token`` may do ``action`` on ``queue`` (and its user still may)."""
+    if not _user_may(token.user, action):
+        return False
+    return any(queue.startswith(g.prefix) and action in g.actions for g in grants_of(token))
+
+
+def require(token: ApiToken, action: str, queues: Iterable[str]) -> None:
+    """Raise ``Forbidden`` unless ``token`` may do ``action`` on every one of ``queues``."""
+    for queue in queues:
+        if not allows(token, action, queue):
+            raise Forbidden(f"this token may not {action} in queue {queue!r}")
+
+
+def _user_may(user: AbstractBaseUser, action: str) -> bool:
+    needed = READ_PERMISSIONS if action == "read" else WRITE_PERMISSIONS
+    return bool(user.is_active and user.has_perms(needed))  # type: ignore[attr-defined]
+
+
+def create(user: AbstractBaseUser, name: str, grants: Sequence[Grant]) -> tuple[ApiToken, str]:
+    """Create a token for ``user`` and return it with its secret, which is shown only now.
+
+    Raise ``ValueError`` if a grant allows more than the user may do in the dashboard.
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("a token needs a name")
+    if not grants:
+        raise ValueError("a token needs at least one grant")
+    for grant in grants:
+        for action in grant.actions:
+            if not _user_may(user, action):
+                raise ValueError(
+                    f"{user.get_username()} may not {action} tasks, so neither may a token"
+                )
+    key_id = secrets.token_hex(6)
+    secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        user_id=user.pk,
+        name=name[:100],
+        key_id=key_id,
+        key_hash=_hash(secret),
+        claimant=uuid.uuid4(),
+        grants=[g.as_json() for g in grants],
+    )
+    return token, secret
+
+
+def authenticate(secret: str) -> ApiToken | None:
+    """Return the live token ``secret`` is, or None."""
+    if not secret.startswith(PREFIX):
+        return None
+    key_id = secret[len(PREFIX) :].partition("_")[0]
+    token = (
+        ApiToken.objects.select_related("user").filter(key_id=key_id, revoked__isnull=True).first()
+    )
+    if token is None or not hmac.compare_digest(token.key_hash, _hash(secret)):
+        return None
+    if not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used is None or now - token.last_used > LAST_USED_EVERY:
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+    return token
+
+
+def revoke(token: ApiToken) -> None:
+    if token.revoked is None:
+        token.revoked = timezone.now()
+        token.save(update_fields=["revoked"])
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
