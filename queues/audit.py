@@ -8,7 +8,7 @@ from django.contrib.auth.models import AnonymousUser
 from queues.entroq import TaskID
 from queues.entroq.ops import BulkResult
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
-from queues.models import AuditEntry
+from queues.models import ApiToken, AuditEntry
 
 
 def record(
@@ -77,3 +77,15 @@ def _unfinished(
 
 def _entry(task: TaskID, done: bool, detail: str) -> dict[str, object]:
     return {"id": str(task.id), "version": task.version, "done": done, "detail": detail}
+
+
+def token(user: AbstractBaseUser | AnonymousUser, action: str, api_token: ApiToken) -> AuditEntry:
+    """Write an entry for creating or revoking an API token."""
+    return AuditEntry.objects.create(
+        user_id=user.pk if user.is_authenticated else None,
+        username=user.get_username(),
+        action=action,
+        outcome=AuditEntry.Outcome.DONE,
+        detail=f"{api_token.name} ({api_token.key_id}…) of {api_token.user.get_username()}: "
+        + " ".join(f"{g['prefix']}={','.join(g['actions'])}" for g in api_token.grants),
+    )

@@ -22,6 +22,8 @@ urlpatterns = [
     path("go", views.go, name="go"),
     path("claims", views.claims, name="claims"),
     path("audit", views.audit_log, name="audit"),
+    path("tokens", views.api_tokens, name="tokens"),
+    path("tokens/<str:key_id>/revoke", views.revoke_api_token, name="revoke-token"),
     # Queue names may hold slashes (``jobs/err``): the name is the rest of the path.
     path("queue/<path:name>", views.queue, name="queue"),
     path("queue", views.queue, name="queue_named"),

@@ -31,10 +31,10 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from queues import audit, conf, values
+from queues import audit, conf, tokens, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
-from queues.models import AuditEntry
+from queues.models import ApiToken, AuditEntry
 from queues.service import client
 from queues.templatetags.dashboard import duration, queue_url
 
@@ -478,6 +478,7 @@ PAST_TENSE = {
     "move": "Moved",
     "edit": "Saved",
 }
+AUDITED_ACTIONS = [*PAST_TENSE, "create token", "revoke token"]
 
 
 def _items(request: HttpRequest) -> list[TaskID]:
@@ -678,7 +679,7 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     task_id = request.GET.get("task", "").strip()
     if who:
         entries = entries.filter(username=who)
-    if action in PAST_TENSE:
+    if action in AUDITED_ACTIONS:
         entries = entries.filter(action=action)
     if outcome in AuditEntry.Outcome.values:
         entries = entries.filter(outcome=outcome)
@@ -695,9 +696,60 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "entries": page[:limit],
         "older": page[limit - 1].id if len(page) > limit else None,
-        "actions": list(PAST_TENSE),
+        "actions": AUDITED_ACTIONS,
         "outcomes": AuditEntry.Outcome.choices,
         "filters": {"user": who, "action": action, "outcome": outcome, "task": task_id},
         "nav": "audit",
     }
     return render_page(request, "queues/audit.html", context, regions=["entries"])
+
+
+# API tokens.
+
+
+@never_cache
+@permission_required(VIEW, raise_exception=True)
+def api_tokens(request: HtmxHttpRequest) -> HttpResponse:
+    """List the user's API tokens; create one (its secret is shown once, here)."""
+    context: dict[str, Any] = {"nav": "tokens", "actions": tokens.ACTIONS}
+    status = 200
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        lines = [line for line in request.POST.get("grants", "").splitlines() if line.strip()]
+        try:
+            token, context["secret"] = tokens.create(
+                request.user,  # type: ignore[arg-type]
+                name,
+                [tokens.Grant.parse(line) for line in lines],
+            )
+            audit.token(request.user, "create token", token)
+            context["created"] = token
+        except ValueError as problem:
+            context.update(problem=str(problem), name=name, grants="\n".join(lines))
+            status = 400
+    context["tokens"] = [
+        (token, tokens.grants_of(token))
+        for token in ApiToken.objects.filter(user__pk=_user_id(request)).order_by("-created")
+    ]
+    return render_page(request, "queues/tokens.html", context, status=status)
+
+
+@require_POST
+@permission_required(VIEW, raise_exception=True)
+def revoke_api_token(request: HtmxHttpRequest, key_id: str) -> HttpResponse:
+    """Revoke one of the user's tokens (any user's, with the admin's change permission)."""
+    found = ApiToken.objects.filter(key_id=key_id)
+    if not request.user.has_perm("queues.change_apitoken"):
+        found = found.filter(user__pk=_user_id(request))
+    token = found.first()
+    if token is None:
+        raise Http404("no such token")
+    tokens.revoke(token)
+    audit.token(request.user, "revoke token", token)
+    messages.success(request, f"Revoked the token {token.name} ({token.key_id}…).")
+    return HttpResponseRedirect(reverse("queues:tokens"), status=303)
+
+
+def _user_id(request: HttpRequest) -> int:
+    # Every page needs a login (LoginRequiredMiddleware), so the user has a key.
+    return int(request.user.pk or 0)

@@ -1,0 +1,318 @@
+"""The HTTP API: operations, auth and grants, and every kind of error."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from pytest_django.live_server_helper import LiveServer
+
+from queues import tokens
+from queues.entroq import EntroQ, HTTPBackend, inserting_into
+from queues.service import client
+from tests.api.conftest import Api
+
+B64 = base64.b64encode
+
+
+def insert(api: Api, queue: str, value: bytes = b"v", **extra: Any) -> dict[str, Any]:
+    response = api.post(
+        "modify", {"inserts": [{"queue": queue, "value": B64(value).decode(), **extra}]}
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["inserted"][0]  # type: ignore[no-any-return]
+
+
+def test_a_task_travels_with_base64_values_and_microsecond_times(api: Api) -> None:
+    task = insert(api, "jobs", b"\x00\xffbytes", attempt=2, err="e")
+    assert task["value"] == B64(b"\x00\xffbytes").decode()
+    assert task["at"].endswith("Z")
+    assert len(task["at"].split(".")[1]) == len("123456Z")
+    assert (task["version"], task["attempt"], task["err"]) == (0, 2, "e")
+    uuid.UUID(task["id"])
+
+    listed = api.get("tasks", {"queue": "jobs"}).json()["tasks"]
+    assert listed == [task]
+    assert api.get("queues").json() == {"queues": {"jobs": 1}}
+    stats = api.get("stats", {"prefix": "j"}).json()["stats"]["jobs"]
+    assert stats | {"earliest": None} == {
+        "size": 1,
+        "available": 1,
+        "claimed": 0,
+        "future": 0,
+        "max_claims": 0,
+        "earliest": None,
+    }
+    assert api.get("time").json()["time"].endswith("Z")
+
+
+def test_claim_modify_and_finish_as_the_tokens_claimant(api: Api) -> None:
+    insert(api, "work")
+    claimant = api.get("whoami").json()["claimant"]
+
+    claimed = api.post("claim", {"queues": ["work"], "duration": 60}).json()["task"]
+    assert claimed["claimant"] == claimant
+    assert claimed["claims"] == 1
+    assert api.post("claim", {"queues": ["work"]}).json() == {"task": None}
+
+    renewed = api.post(
+        "modify",
+        {
+            "changes": [
+                {
+                    "id": claimed["id"],
+                    "version": claimed["version"],
+                    "queue": "work",
+                    "at": "2100-01-01T00:00:00Z",
+                }
+            ]
+        },
+    ).json()["changed"][0]
+    assert renewed["value"] == claimed["value"], "a change without a value keeps it"
+    done = api.post("modify", {"deletes": [{"id": renewed["id"], "version": renewed["version"]}]})
+    assert done.json() == {"inserted": [], "changed": []}
+    assert api.get("tasks", {"queue": "work"}).json()["tasks"] == []
+
+
+def test_one_token_cannot_act_as_another(make_api: Callable[..., Api]) -> None:
+    first, second = (
+        make_api("=read,claim,insert,change,delete"),
+        make_api("=read,claim,insert,change,delete"),
+    )
+    insert(first, "held")
+    task = first.post("claim", {"queues": ["held"], "duration": 60}).json()["task"]
+
+    stolen = second.post("modify", {"deletes": [{"id": task["id"], "version": task["version"]}]})
+
+    assert stolen.status_code == 409
+    assert stolen.json()["claims"] == [{"id": task["id"], "version": task["version"]}]
+
+
+def test_a_failed_modify_answers_409_with_every_problem(api: Api) -> None:
+    existing, other = insert(api, "q"), insert(api, "q")
+    missing = {"id": str(uuid.uuid4()), "version": 0}
+    stale = {"id": other["id"], "version": 7}
+
+    response = api.post(
+        "modify",
+        {
+            "inserts": [{"queue": "q", "id": existing["id"]}],
+            "depends": [missing],
+            "deletes": [stale],
+        },
+    )
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "dependency"
+    assert body["inserts"] == [{"id": existing["id"], "version": 0}]
+    assert body["depends"] == [missing]
+    assert body["deletes"] == [stale]
+    assert (body["changes"], body["claims"]) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"inserts": [{"queue": "ok"}, {"queue": ""}]},
+            "inserts[1].queue: queue must not be empty",
+        ),
+        ({"inserts": [{"queue": "q", "value": "not base64!"}]}, "inserts[0].value: not valid"),
+        ({"inserts": [{"queue": "q", "at": "yesterday"}]}, "inserts[0].at: not an RFC 3339"),
+        ({"inserts": [{"queue": "q", "at": "2026-01-01T00:00:00"}]}, "needs a UTC offset"),
+        ({"deletes": [{"id": "nope", "version": 0}]}, "deletes[0].id"),
+        ({"deletes": [{"id": str(uuid.uuid4()), "version": -1}]}, "deletes[0].version"),
+        ({"changes": [{"id": str(uuid.uuid4()), "version": 0}]}, "missing field 'queue'"),
+        ({"inserts": [{"queue": "q", "colour": "red"}]}, "unknown field 'colour'"),
+        ({"inserts": "all"}, "inserts: expected a list"),
+        ([1, 2], "body: expected a JSON object"),
+        ("{not json", "the body is not JSON"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(api: Api, body: Any, message: str) -> None:
+    response = api.post("modify", body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "queue: give a queue"),
+        ({"queue": "q", "limit": "-1"}, "limit"),
+        ({"queue": "q", "limit": "many"}, "limit: expected an integer"),
+        ({"queue": "q", "state": "stuck"}, "state"),
+        ({"queue": "q", "after_at": "2026-01-01T00:00:00Z"}, "go together"),
+        ({"queue": "q", "omit_values": "maybe"}, "omit_values"),
+        ({"id": "x"}, "id[0]"),
+    ],
+)
+def test_bad_listings_are_400(api: Api, params: dict[str, str], message: str) -> None:
+    response = api.get("tasks", params)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "queues: expected a list"),
+        ({"queues": []}, "queues: expected a list"),
+        ({"queues": ["q"], "duration": -1}, "duration"),
+        ({"queues": ["q"], "wait": "soon"}, "wait"),
+        ({"queues": ["q\x00"]}, "queues[0]"),
+        ({"queues": ["q"], "claimant": str(uuid.uuid4())}, "unknown field 'claimant'"),
+    ],
+)
+def test_bad_claims_are_400(api: Api, body: dict[str, Any], message: str) -> None:
+    response = api.post("claim", body)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+def test_a_missing_or_wrong_token_is_401(api: Api, superuser: User) -> None:
+    for secret in (None, "eq_nothing_here", api.secret + "x", "Basic abc"):  # type: ignore[operator]
+        response = Api(secret).get("time")
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == 'Bearer realm="entroq"'
+    token = tokens.authenticate(api.secret)  # type: ignore[arg-type]
+    assert token is not None
+    tokens.revoke(token)
+    assert api.get("time").status_code == 401
+    _, secret = tokens.create(superuser, "again", [tokens.Grant.parse("=read")])
+    assert Api(secret).get("time").status_code == 200
+    superuser.is_active = False
+    superuser.save()
+    assert Api(secret).get("time").status_code == 401, "an inactive user's tokens stop"
+
+
+def test_grants_limit_each_action_to_queue_prefixes(make_api: Callable[..., Api]) -> None:
+    admin = make_api("=read,claim,insert,change,delete")
+    billing = make_api("billing/=read,claim,insert,change,delete", "mail/=read")
+    task = insert(admin, "mail/out")
+    insert(admin, "billing/charge")
+
+    def status(response: Any) -> int:
+        return int(response.status_code)
+
+    assert status(billing.post("claim", {"queues": ["billing/charge", "mail/out"]})) == 403
+    assert status(billing.post("modify", {"inserts": [{"queue": "mail/out"}]})) == 403
+    delete = {"deletes": [{"id": task["id"], "version": task["version"]}]}
+    assert status(billing.post("modify", delete)) == 403
+    move_out = {"changes": [{"id": task["id"], "version": 0, "queue": "billing/x"}]}
+    assert status(billing.post("modify", move_out)) == 403, "a change needs its source queue"
+    charge = billing.post("claim", {"queues": ["billing/charge"], "duration": 60}).json()["task"]
+    move_away = {"changes": [{"id": charge["id"], "version": charge["version"], "queue": "x"}]}
+    assert status(billing.post("modify", move_away)) == 403, "...and its destination"
+    assert status(billing.get("tasks", {"queue": "x"})) == 403
+    depend = {"depends": [{"id": task["id"], "version": 0}], "inserts": [{"queue": "billing/y"}]}
+    assert status(billing.post("modify", depend)) == 200, "mail/ is readable"
+
+    assert billing.get("queues").json()["queues"] == {
+        "billing/charge": 1,
+        "billing/y": 1,
+        "mail/out": 1,
+    }
+    secret = insert(admin, "secret")
+    found = billing.get("tasks", {"id": [secret["id"], task["id"]]}).json()["tasks"]
+    assert [t["id"] for t in found] == [task["id"]], "lookups by ID show only readable tasks"
+    assert "secret" not in billing.get("stats").json()["stats"]
+
+
+def test_a_token_can_do_no_more_than_its_user(
+    superuser: User, make_api: Callable[..., Api]
+) -> None:
+    viewer = User.objects.create_user("viewer")
+    viewer.groups.add(Group.objects.get(name="EntroQ viewers"))
+    with pytest.raises(ValueError, match="may not read tasks"):
+        tokens.create(viewer, "t", [tokens.Grant.parse("=read")])
+    operator = User.objects.create_user("operator")
+    operator.groups.add(*Group.objects.filter(name__in=["EntroQ viewers", "EntroQ operators"]))
+    api = make_api("=claim,insert", user=operator)
+    assert insert(api, "q")
+    operator.groups.clear()  # the role is taken away: so are the token's powers
+    operator = User.objects.get(pk=operator.pk)
+    assert api.post("modify", {"inserts": [{"queue": "q"}]}).status_code == 403
+
+
+def test_oversized_bodies_are_413(api: Api, settings: Any) -> None:
+    settings.ENTROQ = {"API_MAX_BODY_BYTES": 1000}
+    response = api.post("modify", {"inserts": [{"queue": "q", "value": "A" * 2000}]})
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+
+def test_values_over_the_store_limit_are_400(api: Api, settings: Any) -> None:
+    settings.ENTROQ = {"MAX_VALUE_BYTES": 4}
+    client.cache_clear()
+    try:
+        response = api.post(
+            "modify", {"inserts": [{"queue": "q", "value": B64(b"12345").decode()}]}
+        )
+    finally:
+        client.cache_clear()
+    assert response.status_code == 400
+    assert "limit of 4 bytes" in response.json()["message"]
+
+
+def test_wrong_methods_and_paths(api: Api) -> None:
+    assert api.get("claim").status_code == 405
+    assert api.get("claim")["Allow"] == "POST"
+    assert api.post("tasks", {}).status_code == 405
+    missing = api.get("nothing/here")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+
+
+# Against a live server: long polls and the client.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_claim_is_woken_by_an_insert(live_server: LiveServer, api: Api) -> None:
+    waiter = EntroQ(HTTPBackend(live_server.url, token=api.secret))  # type: ignore[arg-type]
+    result: dict[str, Any] = {}
+
+    def claim() -> None:
+        started = time.monotonic()
+        result["task"] = waiter.claim("wake", duration=30, timeout=20)
+        result["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    time.sleep(1.0)
+    EntroQ().modify(inserting_into("wake", value=b"now"))
+    thread.join(25)
+
+    assert result["task"].value == b"now"
+    assert result["seconds"] < 5, "woken, not found by a later poll"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_server_bounds_a_long_poll(live_server: LiveServer, api: Api, settings: Any) -> None:
+    settings.ENTROQ = {"API_MAX_WAIT_SECONDS": 1}
+    started = time.monotonic()
+    response = api.post("claim", {"queues": ["empty"], "wait": 3600})
+    assert response.json() == {"task": None}
+    assert 0.9 < time.monotonic() - started < 5
+
+
+def test_http_backend_reports_an_unreachable_server() -> None:
+    from queues.entroq import BackendUnavailable
+
+    backend = HTTPBackend("http://127.0.0.1:9", token="eq_x_y", retries=1, timeout=1)
+    with pytest.raises(BackendUnavailable):
+        backend.time()
+
+
+def test_the_json_modify_body_round_trips(api: Api) -> None:
+    body = json.dumps({"inserts": [{"queue": "q", "value": "", "at": None, "id": None}]})
+    assert api.post("modify", body).status_code == 200
