@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import json
 import time
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
@@ -186,29 +188,30 @@ def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
     """List the tasks of a queue, or look tasks up by ID (only those the token may read)."""
     get = request.GET
     queue = get.get("queue", "")
-    ids = [wire.decode_id(raw, f"id[{i}]") for i, raw in enumerate(get.getlist("id"))]
+    ids = [_any_uuid(raw, f"id[{i}]") for i, raw in enumerate(get.getlist("id"))]
+    ids = [i for i in ids if i.int]  # the nil UUID is no task
     if len(ids) > MAX_LIST_IDS:
         raise ValueError(f"id: at most {MAX_LIST_IDS} IDs at once")
     if queue:
         _queue(queue, "queue")
         tokens.require(token, "read", [queue])
     elif not ids:
-        raise ValueError("queue: give a queue, or ids to look up")
+        return JsonResponse({"tasks": []})  # no queue and no IDs: no tasks
     claimant = get.get("claimant")
     state = get.get("state", "")
     if state and state not in TASK_STATES:
         raise ValueError(f"state: one of {', '.join(TASK_STATES)}")
     query = TasksQuery(
         queue=queue,
-        claimant=None if claimant is None else wire.decode_id(claimant, "claimant"),
+        claimant=_any_uuid(claimant, "claimant") if claimant else None,
         limit=wire.param_int(get.get("limit"), "limit", 0),
         ids=tuple(ids),
         omit_values=wire.param_flag(get.get("omit_values"), "omit_values"),
         state=state,
         min_attempt=wire.param_int(get.get("min_attempt"), "min_attempt", 0),
         newest_first=wire.param_flag(get.get("newest_first"), "newest_first"),
-        after=_bound(get.get("after_at"), get.get("after_id"), "after"),
-        before=_bound(get.get("before_at"), get.get("before_id"), "before"),
+        after=_bound(get.get("after"), "after"),
+        before=_bound(get.get("before"), "before"),
         preview=wire.param_int(get.get("preview"), "preview", 0),
     )
     found = client().backend.tasks(query)
@@ -216,12 +219,8 @@ def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
     return JsonResponse({"tasks": [wire.encode_task(t) for t in readable]})
 
 
-def _bound(at: str | None, id: str | None, name: str) -> Any:
-    if at is None and id is None:
-        return None
-    if at is None or id is None:
-        raise ValueError(f"{name}_at and {name}_id go together")
-    return wire.decode_time(at, f"{name}_at"), wire.decode_id(id, f"{name}_id")
+def _bound(raw: str | None, name: str) -> tuple[datetime, uuid.UUID] | None:
+    return None if raw is None else wire.decode_bound(raw, name)
 
 
 def _queues_query(request: HttpRequest) -> QueuesQuery:
@@ -287,6 +286,13 @@ def schema(request: HttpRequest) -> HttpResponse:
 @login_not_required
 def not_found(request: HttpRequest, rest: str) -> HttpResponse:
     return error(404, "not_found", f"no API operation {rest!r}")
+
+
+def _any_uuid(raw: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ValueError(f"{name}: not a UUID: {raw[:64]!r}") from None
 
 
 def _queue(raw: Any, name: str) -> str:

@@ -8,18 +8,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from queues.entroq.tasks import MAX_ERR_LENGTH, MAX_QUEUE_LENGTH
+from queues.entroq.tasks import MAX_DURATION_SECONDS, MAX_ERR_LENGTH, MAX_QUEUE_LENGTH
+from queues.entroq.wire import BOUND_PATTERN
 
 JSON = dict[str, Any]
 
-QUEUE: JSON = {"type": "string", "minLength": 1, "maxLength": MAX_QUEUE_LENGTH}
+QUEUE: JSON = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_QUEUE_LENGTH,
+    "pattern": "^[^\\u0000]*$",
+}
 UUID: JSON = {"type": "string", "format": "uuid"}
+# A task's ID: any UUID but the nil one, which EntroQ reads as "none".
+TASK_ID: JSON = {**UUID, "not": {"const": "00000000-0000-0000-0000-000000000000"}}
+BOUND: JSON = {
+    "type": "string",
+    "pattern": BOUND_PATTERN,
+    "description": "<microseconds since 1970>.<the task ID in 32 hex digits>",
+}
+COUNT: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 TIME: JSON = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
-VALUE: JSON = {"type": "string", "contentEncoding": "base64"}
+VALUE: JSON = {
+    "type": "string",
+    "contentEncoding": "base64",
+    "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+}
 VERSION: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 ATTEMPT: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
-ERR: JSON = {"type": "string", "maxLength": MAX_ERR_LENGTH}
-SECONDS: JSON = {"type": "number", "minimum": 0}
+ERR: JSON = {"type": "string", "maxLength": MAX_ERR_LENGTH, "pattern": "^[^\\u0000]*$"}
+SECONDS: JSON = {"type": "number", "minimum": 0, "maximum": MAX_DURATION_SECONDS}
 
 
 def ref(name: str) -> JSON:
@@ -51,13 +69,13 @@ TASK: JSON = {
 
 SCHEMAS: JSON = {
     "Task": obj(TASK, list(TASK)),
-    "TaskID": obj({"id": UUID, "version": VERSION}, ["id", "version"]),
+    "TaskID": obj({"id": TASK_ID, "version": VERSION}, ["id", "version"]),
     "Insert": obj(
         {
             "queue": QUEUE,
             "value": VALUE,
             "at": {"oneOf": [TIME, {"type": "null"}], "description": "null or absent: now"},
-            "id": {"oneOf": [UUID, {"type": "null"}], "description": "null or absent: new"},
+            "id": {"oneOf": [TASK_ID, {"type": "null"}], "description": "null or absent: new"},
             "attempt": ATTEMPT,
             "err": ERR,
         },
@@ -65,7 +83,7 @@ SCHEMAS: JSON = {
     ),
     "Change": obj(
         {
-            "id": UUID,
+            "id": TASK_ID,
             "version": VERSION,
             "queue": QUEUE,
             "value": {"oneOf": [VALUE, {"type": "null"}], "description": "null or absent: keep"},
@@ -151,16 +169,21 @@ def failures(*statuses: int) -> JSON:
     }
 
 
-def query(name: str, schema: JSON, description: str, *, many: bool = False) -> JSON:
+def query(
+    name: str, schema: JSON, description: str, *, many: bool = False, most: int | None = None
+) -> JSON:
     param: JSON = {"name": name, "in": "query", "required": False, "description": description}
     if many:
-        param.update(schema={"type": "array", "items": schema}, style="form", explode=True)
+        array: JSON = {"type": "array", "items": schema}
+        if most is not None:
+            array["maxItems"] = most
+        param.update(schema=array, style="form", explode=True)
     else:
         param["schema"] = schema
     return param
 
 
-LIMIT = query("limit", {"type": "integer", "minimum": 0}, "at most this many (0: all)")
+LIMIT = query("limit", COUNT, "at most this many (0: all)")
 QUEUE_FILTERS = [
     query("prefix", {"type": "string"}, "queues starting with this (repeat)", many=True),
     query("exact", QUEUE, "this queue (repeat)", many=True),
@@ -225,7 +248,7 @@ def document(server: str) -> JSON:
                     403,
                     parameters=[
                         query("queue", QUEUE, "the queue (or give id)"),
-                        query("id", UUID, "a task ID (repeat)", many=True),
+                        query("id", UUID, "a task ID (repeat; at most 1000)", many=True, most=1000),
                         query("claimant", UUID, "only tasks it holds or that are available"),
                         LIMIT,
                         query("omit_values", FLAG, "leave values out"),
@@ -234,13 +257,11 @@ def document(server: str) -> JSON:
                             {"enum": ["available", "claimed", "future"]},
                             "only tasks in this state",
                         ),
-                        query("min_attempt", {"type": "integer", "minimum": 0}, "attempt ≥"),
+                        query("min_attempt", COUNT, "attempt ≥"),
                         query("newest_first", FLAG, "order by at, id descending"),
-                        query("after_at", TIME, "keyset bound (with after_id)"),
-                        query("after_id", UUID, "keyset bound (with after_at)"),
-                        query("before_at", TIME, "keyset bound (with before_id)"),
-                        query("before_id", UUID, "keyset bound (with before_at)"),
-                        query("preview", {"type": "integer", "minimum": 0}, "cut values"),
+                        query("after", BOUND, "only tasks after this (at, id) bound"),
+                        query("before", BOUND, "only tasks before this (at, id) bound"),
+                        query("preview", COUNT, "cut values to this many bytes"),
                     ],
                 )
             },

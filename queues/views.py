@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -32,7 +32,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from queues import audit, conf, tokens, values
-from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops
+from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import ApiToken, AuditEntry
 from queues.service import client
@@ -47,7 +47,6 @@ ERROR_SUFFIX = "/err"
 PREVIEW_BYTES = 160
 MAX_REFRESH_SECONDS = 3600
 MAX_CLAIMS_SHOWN = 1000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -207,18 +206,14 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def encode_cursor(task: Task) -> str:
-    micros = (task.at - EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{task.id.hex}"
+    return wire.encode_bound(task.at, task.id)
 
 
 def decode_cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
     """Return the ``(at, id)`` bound a page link carries, or None if absent or garbled."""
-    if not raw:
-        return None
     try:
-        micros, hex_id = raw.split(".")
-        return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id)
-    except (ValueError, OverflowError):
+        return wire.decode_bound(raw, "cursor") if raw else None
+    except ValueError:
         return None
 
 

@@ -148,8 +148,7 @@ class HTTPBackend(Backend):
             params["preview"] = query.preview
         for name, bound in (("after", query.after), ("before", query.before)):
             if bound is not None:
-                params[f"{name}_at"] = wire.encode_time(bound[0])
-                params[f"{name}_id"] = str(bound[1])
+                params[name] = wire.encode_bound(*bound)
         answer = self._call("GET", "/tasks", params=params)
         return [wire.decode_task(t, "tasks") for t in answer["tasks"]]
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable, Mapping, Set
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import DependencyError
@@ -23,7 +24,6 @@ from .tasks import (
     TaskData,
     TaskID,
     as_uuid,
-    check_attempt,
     check_err,
     check_queue,
 )
@@ -47,7 +47,10 @@ def decode_time(raw: Any, name: str) -> datetime:
         raise ValueError(f"{name}: not an RFC 3339 time: {raw[:64]!r}") from None
     if moment.tzinfo is None:
         raise ValueError(f"{name}: the time needs a UTC offset or Z: {raw[:64]!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name}: out of range in UTC: {raw[:64]!r}") from None
 
 
 def encode_value(value: bytes) -> str:
@@ -73,6 +76,8 @@ def decode_id(raw: Any, name: str) -> uuid.UUID:
 
 
 def _int(raw: Any, name: str, *, low: int = 0, high: int = 2**31 - 1) -> int:
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # JSON does not tell 2 from 2.0
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise ValueError(f"{name}: expected an integer, got {_kind(raw)}")
     if not low <= raw <= high:
@@ -123,6 +128,23 @@ def _list(raw: Any, name: str) -> list[Any]:
     if not isinstance(raw, list):
         raise ValueError(f"{name}: expected a list, got {_kind(raw)}")
     return raw
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BOUND_PATTERN = r"^[0-9]{1,17}\.[0-9a-f]{32}$"
+
+
+def encode_bound(at: datetime, id: uuid.UUID) -> str:
+    """Return a keyset bound as text: ``<microseconds since 1970>.<hex ID>``."""
+    return f"{(at - EPOCH) // timedelta(microseconds=1)}.{id.hex}"
+
+
+def decode_bound(raw: str, name: str) -> tuple[datetime, uuid.UUID]:
+    """Return the ``(at, id)`` bound that :func:`encode_bound` wrote."""
+    if not re.fullmatch(BOUND_PATTERN, raw):
+        raise ValueError(f"{name}: expected <microseconds since 1970>.<32 hex digits>")
+    micros, hex_id = raw.split(".")
+    return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id)
 
 
 # Tasks and stats.
@@ -246,7 +268,7 @@ def decode_modification(raw: Any, claimant: uuid.UUID | None) -> Modification:
                 value=decode_value(data.get("value", ""), f"{name}.value"),
                 at=None if at is None else decode_time(at, f"{name}.at"),
                 id=None if id is None else decode_id(id, f"{name}.id"),
-                attempt=_checked(check_attempt, data.get("attempt", 0), f"{name}.attempt"),
+                attempt=_int(data.get("attempt", 0), f"{name}.attempt"),
                 err=_checked(check_err, data.get("err", ""), f"{name}.err"),
             )
         )
@@ -262,7 +284,7 @@ def decode_modification(raw: Any, claimant: uuid.UUID | None) -> Modification:
                 queue=_checked(check_queue, data["queue"], f"{name}.queue"),
                 value=None if value is None else decode_value(value, f"{name}.value"),
                 at=None if at is None else decode_time(at, f"{name}.at"),
-                attempt=_checked(check_attempt, data.get("attempt", 0), f"{name}.attempt"),
+                attempt=_int(data.get("attempt", 0), f"{name}.attempt"),
                 err=_checked(check_err, data.get("err", ""), f"{name}.err"),
             )
         )

@@ -715,7 +715,7 @@ def test_editing_keeps_the_values_line_endings(
 
 def test_an_empty_page_past_the_end_leads_back(viewer: Client, dash: EntroQ) -> None:
     task = insert(dash, "drained")
-    cursor = f"{(task.at - views.EPOCH) // timedelta(microseconds=1)}.{task.id.hex}"
+    cursor = views.encode_cursor(task)
     page = html(viewer.get(f"/queue/drained?after={cursor}"))
     assert "No tasks here" in page
     assert "Back to the first page" in page
