@@ -35,7 +35,9 @@ JSON = dict[str, Any]
 
 
 def encode_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime: its %Y drops the leading zeros of years before 1000.
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def decode_time(raw: Any, name: str) -> datetime:

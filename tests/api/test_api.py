@@ -315,3 +315,13 @@ def test_http_backend_reports_an_unreachable_server() -> None:
 def test_the_json_modify_body_round_trips(api: Api) -> None:
     body = json.dumps({"inserts": [{"queue": "q", "value": "", "at": None, "id": None}]})
     assert api.post("modify", body).status_code == 200
+
+
+def test_times_keep_four_digit_years(api: Api) -> None:
+    task = insert(api, "old", at="0023-02-08T20:13:36Z")
+    assert task["at"] == "0023-02-08T20:13:36.000000Z"
+
+
+def test_a_listing_of_no_queue_and_no_ids_is_empty(api: Api) -> None:
+    insert(api, "q")
+    assert api.get("tasks").json() == {"tasks": []}
