@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # pyenv picks the version in .python-version inside the checkout.
 PYTHON ?= python3
 
-.PHONY: run demo test test-sqlite test-postgres lint bench install migrate browser clean
+.PHONY: run demo serve test test-sqlite test-postgres lint bench install migrate browser clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (found " + sys.version.split()[0] + "); see .python-version")'
@@ -42,6 +42,17 @@ demo: migrate
 	  --queue images/resize --queue billing/charge --max-attempts 3 --retry-delay 5 \
 	  --concurrency 3 & \
 	$(PY) manage.py runserver 127.0.0.1:8000
+
+## Production serving: gunicorn, debugging off, static files from whitenoise, JSON logs.
+## Needs DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS (and DATABASE_URL for PostgreSQL).
+serve: install
+	@[ -n "$$DJANGO_SECRET_KEY" ] && [ -n "$$DJANGO_ALLOWED_HOSTS" ] || { \
+	  echo "make serve needs DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS; for example:"; \
+	  echo "  export DJANGO_SECRET_KEY=\$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+	  echo "  export DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost"; exit 2; }
+	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --no-input -v 0
+	DJANGO_DEBUG=0 $(PY) manage.py migrate --no-input
+	DJANGO_DEBUG=0 $(VENV)/bin/gunicorn -c entroq_site/gunicorn.conf.py entroq_site.wsgi
 
 ## Every test on SQLite and on a throwaway PostgreSQL cluster, then the linters.
 test: test-sqlite test-postgres lint

@@ -201,14 +201,9 @@ class Drain:
 
 def django_env(url: str, settings: str = "entroq_site.settings") -> dict[str, str]:
     """Return the environment of a production-like Django process on ``url``."""
-    return {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_SETTINGS_MODULE": settings,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench",
-        "PYTHONPATH": str(ROOT),
-    }
+    from scripts.webserver import production_env
+
+    return production_env(url, DJANGO_SETTINGS_MODULE=settings)
 
 
 def migrate(url: str) -> None:
@@ -408,7 +403,8 @@ def main() -> None:
         f"EntroQ lifecycle benchmark: {args.tasks:,} tasks a run, {args.repeats} runs "
         f"each, {os.cpu_count()} CPUs"
     )
-    with cluster() as url:
+    with cluster() as running:
+        url = running.url
         migrate(url)
         pg = Postgres(url)
         inserts = [insert_tasks(url, args.tasks) for _ in range(args.repeats)]

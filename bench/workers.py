@@ -150,7 +150,8 @@ def main() -> None:
         f"Worker benchmark: {args.tasks:,} no-op tasks, W = {args.workers} worker processes, "
         f"{args.repeats} run(s) each"
     )
-    with cluster() as url:
+    with cluster() as running:
+        url = running.url
         manage(url, "migrate", "--no-input")
         pg = Postgres(url)
         rates: dict[str, list[float]] = {k: [] for k in kinds}

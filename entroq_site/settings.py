@@ -6,7 +6,14 @@
 - ``DJANGO_DEBUG``: ``1``/``true`` to turn debugging on (on by default for development).
 - ``DJANGO_ALLOWED_HOSTS``: comma-separated host names.
 - ``DJANGO_CONN_MAX_AGE``: seconds a database connection is kept between requests (60).
+- ``DJANGO_HTTPS``: ``1`` behind HTTPS (a proxy that sets ``X-Forwarded-Proto``):
+  secure cookies, HSTS, redirects to HTTPS.
+- ``DJANGO_LOG_FORMAT``: ``json`` (the default with debugging off) or ``plain``.
+- ``DJANGO_STATIC_ROOT``: where ``collectstatic`` puts files (``staticfiles/``).
 - ``ENTROQ_MAX_VALUE_BYTES``: the largest task value accepted (10 MiB by default).
+
+With debugging off, the settings refuse to load without a strong secret key and an
+explicit host list: a production server must not start on guessable defaults.
 """
 
 import os
@@ -30,16 +37,32 @@ def env_flag(name: str, default: bool) -> bool:
 DEBUG = env_flag("DJANGO_DEBUG", True)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
-    SECRET_KEY = "django-insecure-development-only-key"
+if not DEBUG and (
+    len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure")
+):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to 50 or more random characters when DJANGO_DEBUG "
+        "is off; make one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+SECRET_KEY = SECRET_KEY or "django-insecure-development-only-key"
 
+if not DEBUG and not os.environ.get("DJANGO_ALLOWED_HOSTS", "").strip():
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS must name the hosts this site answers to when DJANGO_DEBUG is off."
+    )
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if host.strip()
 ]
+
+if env_flag("DJANGO_HTTPS", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Health checks come over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31_536_000
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -123,9 +146,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# In development whitenoise serves straight from the apps' and project's static folders.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+# In development whitenoise serves straight from the apps' and project's static folders;
+# in production, from STATIC_ROOT with compressed, content-hashed names cached forever.
 WHITENOISE_USE_FINDERS = DEBUG
+if not DEBUG:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "queues:overview"
@@ -154,10 +183,23 @@ ENTROQ = {
     "MAX_VALUE_BYTES": int(os.environ.get("ENTROQ_MAX_VALUE_BYTES", str(10 * 1024 * 1024))),
 }
 
+LOG_FORMAT = os.environ.get("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"queues": {"handlers": ["console"], "level": "INFO"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object a line, for log shippers.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["asctime", "levelname", "name", "message", "process"],
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "queues": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -51,9 +52,39 @@ def as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster: the URL of its database, and its data folder."""
+
+    url: str
+    data: Path
+
+    def restart(self) -> None:
+        """Stop the server at once (dropping every connection) and start it again."""
+        subprocess.run(
+            as_owner(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "60",
+                    "restart",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.data.parent,
+        )
+
+
 @contextlib.contextmanager
-def cluster(*, fast: bool = False) -> Iterator[str]:
-    """Yield the URL of a database in a new cluster; stop and remove it afterwards.
+def cluster(*, fast: bool = False) -> Iterator[Cluster]:
+    """Yield a database in a new cluster; stop and remove the cluster afterwards.
 
     ``fast`` turns durability off (fsync, synchronous commit): right for tests,
     wrong for benchmarks, which must measure the default configuration.
@@ -129,7 +160,7 @@ def cluster(*, fast: bool = False) -> Iterator[str]:
                 ],
                 check=True,
             )
-            yield f"postgres://postgres@127.0.0.1:{port}/{DATABASE}"
+            yield Cluster(f"postgres://postgres@127.0.0.1:{port}/{DATABASE}", data)
         finally:
             subprocess.run(
                 as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
@@ -149,9 +180,10 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
-    with cluster(fast=args.fast) as url:
-        print(f"pgcluster: {url}", file=sys.stderr)
-        return subprocess.run(command, env={**os.environ, "DATABASE_URL": url}).returncode
+    with cluster(fast=args.fast) as running:
+        print(f"pgcluster: {running.url}", file=sys.stderr)
+        env = {**os.environ, "DATABASE_URL": running.url}
+        return subprocess.run(command, env=env).returncode
 
 
 if __name__ == "__main__":

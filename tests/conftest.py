@@ -7,14 +7,18 @@ throwaway PostgreSQL cluster. Tests marked ``postgres`` need PostgreSQL; under
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
+from django.test import Client
 
-from queues import entroq
+from queues import entroq, tokens
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -58,10 +62,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[entroq.Backend]:
 
 def http_backend(url: str, grants: str = "=read,claim,insert,change,delete") -> entroq.Backend:
     """Return an ``HTTPBackend`` with a new token (its own claimant) of a new superuser."""
-    from django.contrib.auth.models import User
-
-    from queues import tokens
-
     user = User.objects.create_superuser(f"api-{uuid.uuid4().hex[:8]}", email="")
     _, secret = tokens.create(user, "test", [tokens.Grant.parse(g) for g in grants.split()])
     return entroq.HTTPBackend(url, token=secret)
@@ -85,3 +85,48 @@ def _stop_listening(django_db_setup: None) -> Iterator[None]:
     """Close LISTEN connections before the test database is dropped (set up after it)."""
     yield
     entroq.DjangoBackend.stop_listening()
+
+
+# The HTTP API through the test client.
+
+
+class Api:
+    """The test client, speaking JSON with a bearer token."""
+
+    def __init__(self, secret: str | None) -> None:
+        self.client = Client()
+        self.secret = secret
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.client.get("/api/v1/" + path, params or {}, headers=self._headers())
+
+    def post(self, path: str, body: Any) -> Any:
+        data = body if isinstance(body, bytes | str) else json.dumps(body)
+        return self.client.post(
+            "/api/v1/" + path, data, content_type="application/json", headers=self._headers()
+        )
+
+
+@pytest.fixture
+def superuser(db: None) -> User:
+    return User.objects.create_superuser("root", email="")
+
+
+@pytest.fixture
+def make_api(superuser: User) -> Callable[..., Api]:
+    """Return a factory: ``make_api("billing/=claim,delete", "=read")`` -> an Api."""
+
+    def make(*grants: str, user: User = superuser) -> Api:
+        _, secret = tokens.create(user, "test", [tokens.Grant.parse(g) for g in grants])
+        return Api(secret)
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    """A token that may do everything everywhere."""
+    return make_api("=read,claim,insert,change,delete")

@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from django.db import connection
 
+from scripts.webserver import PRODUCTION
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,7 +54,7 @@ def start_manage(*args: str, **extra: str) -> subprocess.Popen[str]:
     """Start ``manage.py args`` on the test database; output is text, stderr apart."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), *args],
-        env=subprocess_env(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="test", **extra),
+        env=subprocess_env(**{**PRODUCTION, **extra}),
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

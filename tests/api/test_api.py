@@ -17,7 +17,7 @@ from pytest_django.live_server_helper import LiveServer
 from queues import tokens
 from queues.entroq import EntroQ, HTTPBackend, inserting_into
 from queues.service import client
-from tests.api.conftest import Api
+from tests.conftest import Api
 
 B64 = base64.b64encode
 

@@ -1,0 +1,46 @@
+"""gunicorn's settings for production serving (``make serve``); the environment tunes them.
+
+- ``GUNICORN_BIND``: where to listen (``127.0.0.1:8000``).
+- ``WEB_CONCURRENCY``: worker processes (2).
+- ``GUNICORN_THREADS``: threads per process (32). A long-poll claim holds a thread for
+  up to ``API_MAX_WAIT_SECONDS``, so allow one per waiting worker, and a database
+  connection per thread (``DJANGO_CONN_MAX_AGE`` keeps them).
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+# Longer than the longest claim wait (30 s), so a waiting claim is never killed.
+timeout = 75
+graceful_timeout = 40
+keepalive = 75
+accesslog = "-"
+access_log_format = (
+    '{"time": "%(t)s", "logger": "gunicorn.access", "remote": "%(h)s", '
+    '"request": "%(r)s", "status": %(s)s, "bytes": "%(B)s", "seconds": %(L)s}'
+)
+
+
+def on_starting(server: Any) -> None:
+    # Counters of every worker process, added up on /metrics (prometheus_client's
+    # multiprocess mode needs the folder before any worker imports it).
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="entroq-metrics-")
+        os.environ["ENTROQ_OWNS_METRICS_DIR"] = "1"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    if os.environ.pop("ENTROQ_OWNS_METRICS_DIR", None):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
