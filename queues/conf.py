@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "API_MAX_WAIT_SECONDS": 30,
     # The largest API request body (values travel as base64, a third larger).
     "API_MAX_BODY_BYTES": 64 * 1024 * 1024,
+    # An API token, and its user's permissions, are looked up again after this long:
+    # revoking a token or taking a role away reaches every process within it.
+    "API_TOKEN_CACHE_SECONDS": 5,
     # Queue sizes on /metrics are at most this old, whoever scrapes.
     "METRICS_CACHE_SECONDS": 10,
 }

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from datetime import timedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
+from queues import conf
 from queues.models import ApiToken
 
 ACTIONS = ("read", "claim", "insert", "change", "delete")
@@ -112,15 +115,42 @@ def create(user: AbstractBaseUser, name: str, grants: Sequence[Grant]) -> tuple[
     return token, secret
 
 
+_recent: dict[str, tuple[float, ApiToken]] = {}
+_recent_lock = threading.Lock()
+
+
 def authenticate(secret: str) -> ApiToken | None:
-    """Return the live token ``secret`` is, or None."""
+    """Return the live token ``secret`` is, or None.
+
+    A token found is remembered for ``API_TOKEN_CACHE_SECONDS`` with its user's
+    permissions, so a busy worker's requests cost no lookups; revoking a token, or
+    taking a role away, reaches the other server processes within that time.
+    """
+    hashed = _hash(secret)
+    now = time.monotonic()
+    with _recent_lock:
+        remembered = _recent.get(hashed)
+    if remembered is not None and now - remembered[0] < conf.get("API_TOKEN_CACHE_SECONDS"):
+        return remembered[1]
+    token = _find(secret, hashed)
+    with _recent_lock:
+        if token is None:
+            _recent.pop(hashed, None)
+        else:
+            if len(_recent) > 10_000:
+                _recent.clear()
+            _recent[hashed] = (now, token)
+    return token
+
+
+def _find(secret: str, hashed: str) -> ApiToken | None:
     if not secret.startswith(PREFIX):
         return None
     key_id = secret[len(PREFIX) :].partition("_")[0]
     token = (
         ApiToken.objects.select_related("user").filter(key_id=key_id, revoked__isnull=True).first()
     )
-    if token is None or not hmac.compare_digest(token.key_hash, _hash(secret)):
+    if token is None or not hmac.compare_digest(token.key_hash, hashed):
         return None
     if not token.user.is_active:
         return None
@@ -131,9 +161,14 @@ def authenticate(secret: str) -> ApiToken | None:
 
 
 def revoke(token: ApiToken) -> None:
+    """Revoke ``token``: at once in this process, within the cache time in others."""
     if token.revoked is None:
         token.revoked = timezone.now()
         token.save(update_fields=["revoked"])
+    with _recent_lock:
+        for key, (_, remembered) in list(_recent.items()):
+            if remembered.pk == token.pk:
+                del _recent[key]
 
 
 def _hash(secret: str) -> str:

@@ -178,7 +178,7 @@ def test_bad_claims_are_400(api: Api, body: dict[str, Any], message: str) -> Non
     assert message in response.json()["message"]
 
 
-def test_a_missing_or_wrong_token_is_401(api: Api, superuser: User) -> None:
+def test_a_missing_or_wrong_token_is_401(api: Api, superuser: User, settings: Any) -> None:
     for secret in (None, "eq_nothing_here", api.secret + "x", "Basic abc"):  # type: ignore[operator]
         response = Api(secret).get("time")
         assert response.status_code == 401
@@ -189,6 +189,7 @@ def test_a_missing_or_wrong_token_is_401(api: Api, superuser: User) -> None:
     assert api.get("time").status_code == 401
     _, secret = tokens.create(superuser, "again", [tokens.Grant.parse("=read")])
     assert Api(secret).get("time").status_code == 200
+    settings.ENTROQ = {"API_TOKEN_CACHE_SECONDS": 0}  # as if the cache time had passed
     superuser.is_active = False
     superuser.save()
     assert Api(secret).get("time").status_code == 401, "an inactive user's tokens stop"
@@ -228,7 +229,7 @@ def test_grants_limit_each_action_to_queue_prefixes(make_api: Callable[..., Api]
 
 
 def test_a_token_can_do_no_more_than_its_user(
-    superuser: User, make_api: Callable[..., Api]
+    superuser: User, make_api: Callable[..., Api], settings: Any
 ) -> None:
     viewer = User.objects.create_user("viewer")
     viewer.groups.add(Group.objects.get(name="EntroQ viewers"))
@@ -238,6 +239,7 @@ def test_a_token_can_do_no_more_than_its_user(
     operator.groups.add(*Group.objects.filter(name__in=["EntroQ viewers", "EntroQ operators"]))
     api = make_api("=claim,insert", user=operator)
     assert insert(api, "q")
+    settings.ENTROQ = {"API_TOKEN_CACHE_SECONDS": 0}  # as if the cache time had passed
     operator.groups.clear()  # the role is taken away: so are the token's powers
     operator = User.objects.get(pk=operator.pk)
     assert api.post("modify", {"inserts": [{"queue": "q"}]}).status_code == 403
