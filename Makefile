@@ -78,12 +78,13 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
-## The task lifecycle against raw SQL, then worker processes against the peers,
-## each on a PostgreSQL cluster it starts.
+## The task lifecycle against raw SQL, worker processes against the peers, then the
+## HTTP API against the in-process client and under load; each on a cluster it starts.
 bench: install
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/lifecycle.py $(BENCH_ARGS)
 	$(PY) bench/workers.py $(WORKERS_ARGS)
+	$(PY) bench/http_api.py $(HTTP_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -7,18 +7,20 @@ client backs off and goes on; a delete whose answer was lost is recorded as
 uncertain, since it may have happened. ``check`` then proves that nothing was lost
 and nothing was finished twice.
 
-Used by ``tests/api/test_load.py`` (short) and ``bench/http.py`` (long).
+Used by ``tests/api/test_load.py`` (short) and ``bench/http_api.py`` (long).
 """
 
 from __future__ import annotations
 
-import statistics
+import json
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import psycopg
 
 from queues.entroq import (
     BackendUnavailable,
@@ -175,5 +177,52 @@ def check(load: Load, inserted: set[uuid.UUID], remaining: set[uuid.UUID]) -> li
     return problems
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
+# A database to load: migrated, with a user, one token a client, and tasks.
+
+SETUP = """
+import json
+from django.contrib.auth.models import User
+from queues import tokens
+from queues.entroq import EntroQ, TaskData, inserting
+user = User.objects.create_superuser("load", email="")
+grants = [tokens.Grant.parse("=read,claim,insert,change,delete")]
+secrets = [tokens.create(user, f"client {{i}}", grants)[1] for i in range({clients})]
+inserted, _ = EntroQ().modify(inserting(*[TaskData(queue="{queue}") for _ in range({tasks})]))
+print(json.dumps({{"secrets": secrets, "ids": [str(t.id) for t in inserted]}}))
+"""
+
+
+def prepare(url: str, clients: int, tasks: int) -> tuple[list[str], set[uuid.UUID]]:
+    """Migrate, make a user with one token a client, insert the tasks."""
+    from scripts.webserver import manage
+
+    manage(url, "migrate", "--no-input", "-v", "0")
+    code = SETUP.format(clients=clients, tasks=tasks, queue=QUEUE)
+    out = manage(url, "shell", "--no-imports", "-c", code)
+    made = json.loads(out.strip().splitlines()[-1])
+    return made["secrets"], {uuid.UUID(i) for i in made["ids"]}
+
+
+def remaining(url: str) -> set[uuid.UUID]:
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT id FROM entroq_task WHERE queue = %s", [QUEUE])
+        return {row[0] for row in rows}
+
+
+def insert(url: str, count: int) -> set[uuid.UUID]:
+    """Insert ``count`` tasks into the load queue; return their IDs."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    with psycopg.connect(url) as db:
+        db.execute(
+            "INSERT INTO entroq_task (id, queue, version, at, claimant, claims, value, "
+            "created, modified, attempt, err) "
+            "SELECT id, %s, 0, now(), NULL, 0, '', now(), now(), 0, '' FROM unnest(%s::uuid[]) id",
+            [QUEUE, ids],
+        )
+    return set(ids)
+
+
+def clear(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("DELETE FROM entroq_task WHERE queue = %s", [QUEUE])
+        db.execute("VACUUM ANALYZE entroq_task")

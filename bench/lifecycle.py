@@ -151,8 +151,31 @@ def raw_sqlite_worker(url: str) -> dict[str, Any]:
     return {"done": done, "statements": statements}
 
 
+def http_worker(url: str) -> dict[str, Any]:
+    """The entroq loop through ``HTTPBackend`` to the server in ``ENTROQ_BENCH_URL``."""
+    from queues import entroq
+
+    backend = entroq.HTTPBackend(
+        os.environ["ENTROQ_BENCH_URL"], token=os.environ["ENTROQ_BENCH_TOKEN"]
+    )
+    eq = entroq.EntroQ(backend)
+    eq.time()  # connect before the clock starts
+    ready_and_wait()
+    done = 0
+    while True:
+        task = eq.try_claim(QUEUE, duration=60)
+        if task is None:
+            if eq.queues_empty(match_exact=QUEUE):
+                break
+            continue
+        eq.modify(task.as_deletion())
+        done += 1
+    return {"done": done, "statements": None}
+
+
 WORKERS = {
     "entroq": entroq_worker,
+    "entroq-http": http_worker,
     "raw-psycopg": raw_postgres_worker,
     "raw-sqlite3": raw_sqlite_worker,
 }
@@ -192,7 +215,7 @@ def cpu_times() -> tuple[float, float]:
 @dataclass
 class Drain:
     rate: float
-    statements: float
+    statements: float | None  # None: not seen (another process sends them)
     cpu_ms: float
     commits: float | None
     wal_bytes: float | None
@@ -327,7 +350,9 @@ def drain(kind: str, url: str, workers: int, count: int, pg: Postgres | None) ->
         commits, wal = (commits1 - commits0) / count, (wal1 - wal0) / count
     return Drain(
         rate=count / elapsed,
-        statements=sum(r["statements"] for r in results) / count,
+        statements=None
+        if results[0]["statements"] is None
+        else sum(r["statements"] for r in results) / count,
         cpu_ms=1000 * sum(r["cpu"] for r in results) / count,
         commits=commits,
         wal_bytes=wal,
@@ -342,7 +367,7 @@ def median_drain(runs: list[Drain]) -> Drain:
 
     return Drain(
         rate=statistics.median(r.rate for r in runs),
-        statements=statistics.median(r.statements for r in runs),
+        statements=med([r.statements for r in runs]),
         cpu_ms=statistics.median(r.cpu_ms for r in runs),
         commits=med([r.commits for r in runs]),
         wal_bytes=med([r.wal_bytes for r in runs]),
@@ -363,7 +388,8 @@ def report(title: str, rows: list[tuple[str, Drain]], reference: Drain) -> None:
     for name, d in rows:
         print(
             f"  {name:<16} {d.rate:>9,.0f} {d.rate / reference.rate:>6.2f} "
-            f"{d.statements:>10.2f} {fmt(d.commits, '>12.2f')} {fmt(d.wal_bytes, '>10,.0f')} "
+            f"{fmt(d.statements, '>10.2f')} {fmt(d.commits, '>12.2f')} "
+            f"{fmt(d.wal_bytes, '>10,.0f')} "
             f"{d.cpu_ms:>11.3f} {d.steal:>7.1f}"
         )
 
