@@ -64,12 +64,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-tasks", type=int, default=0, help="exit after this many tasks (all workers)"
         )
+        parser.add_argument(
+            "--url",
+            default=os.environ.get("ENTROQ_URL", ""),
+            help="work through the HTTP API of the EntroQ server at this URL (or ENTROQ_URL), "
+            "with the API token in ENTROQ_TOKEN, instead of through the database",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["django_tasks"]:
             work, options["queue"], client = self._django_tasks(options)
         else:
             work, client = self._handler(options), entroq.EntroQ
+        if options["url"]:
+            client = self._http_client(options["url"])
         options["client"] = client
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1")
@@ -121,6 +129,12 @@ class Command(BaseCommand):
         logger.info("eqworker: stopped after %d task(s)", budget.done)
         if failures:
             raise CommandError(f"a worker failed: {failures[0]!r}")
+
+    def _http_client(self, url: str) -> Callable[[], entroq.EntroQ]:
+        token = os.environ.get("ENTROQ_TOKEN", "")
+        if not token:
+            raise CommandError("--url needs the API token in the ENTROQ_TOKEN variable")
+        return lambda: entroq.EntroQ(entroq.HTTPBackend(url, token=token))
 
     def _handler(self, options: dict[str, Any]) -> Work:
         """Return the handler named by --handler."""
@@ -184,23 +198,27 @@ class Command(BaseCommand):
         budget: _Budget,
         failures: list[BaseException],
     ) -> None:
-        client = options["client"]()
-        worker = client.new_worker(
-            *queues,
-            lease=options["lease"],
-            max_attempts=options["max_attempts"],
-            retry_delay=options["retry_delay"],
-        )
+        client: entroq.EntroQ | None = None
+        worker = None
         backoff = 1.0
         try:
             while not stop.is_set():
                 started = time.monotonic()
                 try:
+                    if worker is None:  # here: over HTTP it asks the server who it is
+                        client = options["client"]()
+                        worker = client.new_worker(
+                            *queues,
+                            lease=options["lease"],
+                            max_attempts=options["max_attempts"],
+                            retry_delay=options["retry_delay"],
+                        )
                     worker.run(budget.counting(work), stop, until_empty=options["batch"])
                     if options["batch"]:
                         return
                 except (DatabaseError, entroq.BackendUnavailable) as exc:
-                    if _connection_usable(client):
+                    outage = isinstance(exc, entroq.BackendUnavailable)
+                    if client is not None and not outage and _connection_usable(client):
                         raise  # the handler's own database error, not an outage
                     if time.monotonic() - started > MAX_BACKOFF:
                         backoff = 1.0  # it ran well for a while: a new outage
@@ -209,7 +227,8 @@ class Command(BaseCommand):
                     logger.warning(
                         "eqworker: database error (%s); retrying in %.0f s", exc, backoff
                     )
-                    client.backend.release_thread()
+                    if client is not None:
+                        client.backend.release_thread()
                     stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
         except BaseException as exc:
@@ -217,7 +236,8 @@ class Command(BaseCommand):
             failures.append(exc)
             stop.set()
         finally:
-            client.backend.release_thread()
+            if client is not None:
+                client.backend.release_thread()
 
 
 def _connection_usable(client: entroq.EntroQ) -> bool:
