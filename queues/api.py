@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -28,6 +30,8 @@ from queues.entroq import ClaimQuery, ClaimTimeout, DependencyError, QueuesQuery
 from queues.entroq.tasks import MAX_DURATION_SECONDS, TASK_STATES, check_queue
 from queues.models import ApiToken
 from queues.service import client
+
+logger = logging.getLogger("queues.api")
 
 MAX_CLAIM_QUEUES = 100
 MAX_LIST_IDS = 1000
@@ -65,6 +69,17 @@ def _answer(request: HttpRequest, view: View, method: str) -> HttpResponse:
         response = error(405, "method_not_allowed", f"use {method}")
         response["Allow"] = method
         return response
+    try:
+        return _authorized(request, view)
+    except DatabaseError as down:
+        # The database is away (a restart, a failover): say so, and when to try again.
+        logger.warning("api: database error: %s", down)
+        response = error(503, "unavailable", "the task store is unavailable; try again")
+        response["Retry-After"] = "1"
+        return response
+
+
+def _authorized(request: HttpRequest, view: View) -> HttpResponse:
     token = _token(request)
     if token is None:
         response = error(401, "unauthorized", "send Authorization: Bearer <API token>")

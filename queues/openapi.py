@@ -162,6 +162,7 @@ def failures(*statuses: int) -> JSON:
         403: "The token may not act on a queue involved",
         409: "The modification cannot proceed; every problem is listed",
         413: "The body is too large",
+        503: "The task store is unavailable (see Retry-After)",
     }
     return {
         str(status): answer(texts[status], ref("Conflict" if status == 409 else "Error"))
@@ -196,7 +197,7 @@ def operation(summary: str, ok: JSON, *statuses: int, **extra: Any) -> JSON:
     return {
         "summary": summary,
         "security": [{"token": []}],
-        "responses": {"200": ok, **failures(400, 401, 413, *statuses)},
+        "responses": {"200": ok, **failures(400, 401, 413, 503, *statuses)},
         **extra,
     }
 

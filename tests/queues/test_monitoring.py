@@ -74,7 +74,7 @@ def test_queue_sizes_are_computed_once_per_period(client: Client, settings: Sett
     assert ("entroq_queue_tasks", (("queue", "late"), ("state", "available"))) not in found
 
 
-def fetch(url: str) -> tuple[int, Any]:
+def fetch(url: str | urllib.request.Request) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -95,5 +95,11 @@ def test_readiness_fails_while_the_database_is_down() -> None:
     with serving("postgres://nobody@127.0.0.1:9/none", workers=1, threads=2) as base:
         assert fetch(base + "/healthz")[0] == 200
         status, body = fetch(base + "/readyz")
+        request = urllib.request.Request(
+            base + "/api/v1/time", headers={"Authorization": "Bearer eq_a_b"}
+        )
+        api_status, api_body = fetch(request)
     assert status == 503
     assert body["database"].startswith("unreachable")
+    assert api_status == 503, "the API says the store is away, not that it broke"
+    assert api_body["error"] == "unavailable"
