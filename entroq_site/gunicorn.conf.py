@@ -10,6 +10,7 @@
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -20,19 +21,46 @@ threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 timeout = 75
 graceful_timeout = 40
 keepalive = 75
+# Listings send up to 100 task IDs in the query string.
+limit_request_line = 8190
 accesslog = "-"
-access_log_format = (
-    '{"time": "%(t)s", "logger": "gunicorn.access", "remote": "%(h)s", '
-    '"request": "%(r)s", "status": %(s)s, "bytes": "%(B)s", "seconds": %(L)s}'
-)
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(L)s'
+# gunicorn's own log lines and its access log as JSON objects, like the site's: the
+# formatter escapes what a client sent, so a request line cannot forge fields.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["asctime", "levelname", "name", "message", "process"],
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def on_starting(server: Any) -> None:
     # Counters of every worker process, added up on /metrics (prometheus_client's
     # multiprocess mode needs the folder before any worker imports it).
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="entroq-metrics-")
         os.environ["ENTROQ_OWNS_METRICS_DIR"] = "1"
+    else:  # files of a previous run would count its processes as alive
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
 
 
 def child_exit(server: Any, worker: Any) -> None:

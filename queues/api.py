@@ -21,20 +21,37 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from queues import conf, metrics, openapi, tokens
-from queues.entroq import ClaimQuery, ClaimTimeout, DependencyError, QueuesQuery, TasksQuery, wire
-from queues.entroq.tasks import MAX_DURATION_SECONDS, TASK_STATES, check_queue
+from queues.entroq import (
+    ClaimQuery,
+    ClaimTimeout,
+    DependencyError,
+    QueuesQuery,
+    QueueStat,
+    TaskID,
+    TasksQuery,
+    wire,
+)
+from queues.entroq.modify import Modification
+from queues.entroq.tasks import (
+    MAX_DURATION_SECONDS,
+    MAX_QUEUE_LENGTH,
+    TASK_STATES,
+    check_queue,
+)
 from queues.models import ApiToken
 from queues.service import client
 
 logger = logging.getLogger("queues.api")
 
 MAX_CLAIM_QUEUES = 100
-MAX_LIST_IDS = 1000
+MAX_LIST_IDS = 100
+# Tasks one listing answers at most: page with `after` / `before` for more.
+MAX_LISTED = 1000
 
 View = Callable[[HttpRequest, ApiToken], HttpResponse]
 
@@ -71,7 +88,7 @@ def _answer(request: HttpRequest, view: View, method: str) -> HttpResponse:
         return response
     try:
         return _authorized(request, view)
-    except DatabaseError as down:
+    except (OperationalError, InterfaceError) as down:
         # The database is away (a restart, a failover): say so, and when to try again.
         logger.warning("api: database error: %s", down)
         response = error(503, "unavailable", "the task store is unavailable; try again")
@@ -85,9 +102,12 @@ def _authorized(request: HttpRequest, view: View) -> HttpResponse:
         response = error(401, "unauthorized", "send Authorization: Bearer <API token>")
         response["WWW-Authenticate"] = 'Bearer realm="entroq"'
         return response
-    length = request.META.get("CONTENT_LENGTH") or "0"
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length and request.headers.get("Transfer-Encoding"):
+        # Without a length, Django would read the body as empty: refuse, never drop it.
+        return error(411, "length_required", "send the body with a Content-Length")
     limit = conf.get("API_MAX_BODY_BYTES")
-    if not length.isdigit() or int(length) > limit:
+    if not (length or "0").isdigit() or int(length or "0") > limit:
         return error(413, "too_large", f"the body is over the limit of {limit} bytes")
     try:
         return view(request, token)
@@ -178,24 +198,41 @@ def modify(request: HttpRequest, token: ApiToken) -> HttpResponse:
     )
 
 
-def _authorize(token: ApiToken, mod: Any) -> None:
+def _authorize(token: ApiToken, mod: Modification) -> None:
     """Check every queue the modification touches: where tasks go, and where they are.
 
-    A referenced task is checked in the queue it is in at the version the request
-    names; at any other version (or gone) the modification fails on its own.
+    A referenced task the token has no grant for at all is answered as missing, and
+    one at another version as stale, exactly as the store would answer (409), so a
+    token learns nothing of queues it may not see. Checking versions here also makes
+    the check sound: a task that changes queue afterwards changes version, and the
+    store then refuses the modification.
     """
     tokens.require(token, "insert", {d.queue for d in mod.inserts})
     tokens.require(token, "change", {c.queue for c in mod.changes})
     ids = [c.id for c in mod.changes] + [d.id for d in mod.deletes + mod.depends]
+    ids += [d.id for d in mod.inserts if d.id is not None]
     current = {t.id: t for t in client().tasks(ids=ids, omit_values=True)} if ids else {}
-    for action, wanted in (
-        *(("change", c.id_version()) for c in mod.changes),
-        *(("delete", d) for d in mod.deletes),
-        *(("read", d) for d in mod.depends),
+    conflict = DependencyError()
+    held: list[TaskID] = []
+    for action, wanted, problems in (
+        *(("change", c.id_version(), conflict.changes) for c in mod.changes),
+        *(("delete", d, conflict.deletes) for d in mod.deletes),
+        *(("read", d, conflict.depends) for d in mod.depends),
     ):
         task = current.get(wanted.id)
-        if task is not None and task.version == wanted.version:
-            tokens.require(token, action, [task.queue])
+        if task is None or not tokens.sees(token, task.queue) or task.version != wanted.version:
+            problems.append(wanted)
+            continue
+        tokens.require(token, action, [task.queue])
+        if action != "read" and task.claimant not in (None, token.claimant):
+            held.append(wanted)
+    if conflict.is_empty():
+        return  # the store checks the rest, all at once
+    # Answer with every problem, as the store would.
+    conflict.inserts = [TaskID(d.id, 0) for d in mod.inserts if d.id in current]
+    now = client().time()
+    conflict.claims = [w for w in held if current[w.id].at > now]
+    raise conflict
 
 
 @endpoint("tasks", "GET")
@@ -219,7 +256,7 @@ def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
     query = TasksQuery(
         queue=queue,
         claimant=_any_uuid(claimant, "claimant") if claimant else None,
-        limit=wire.param_int(get.get("limit"), "limit", 0),
+        limit=min(wire.param_int(get.get("limit"), "limit", 0) or MAX_LISTED, MAX_LISTED),
         ids=tuple(ids),
         omit_values=wire.param_flag(get.get("omit_values"), "omit_values"),
         state=state,
@@ -238,35 +275,38 @@ def _bound(raw: str | None, name: str) -> tuple[datetime, uuid.UUID] | None:
     return None if raw is None else wire.decode_bound(raw, name)
 
 
-def _queues_query(request: HttpRequest) -> QueuesQuery:
+def _readable_stats(request: HttpRequest, token: ApiToken) -> dict[str, QueueStat]:
+    """Return the stats of the queues a request asks for and its token may read.
+
+    Without a prefix or an exact name, the token's own prefixes narrow the query; the
+    limit counts readable queues only.
+    """
     get = request.GET
-    return QueuesQuery(
-        match_prefix=tuple(get.getlist("prefix")),
-        match_exact=tuple(_queue(q, "exact") for q in get.getlist("exact")),
-        limit=wire.param_int(get.get("limit"), "limit", 0),
-    )
+    prefixes = tuple(_prefix(p, "prefix") for p in get.getlist("prefix"))
+    exact = tuple(_queue(q, "exact") for q in get.getlist("exact"))
+    limit = wire.param_int(get.get("limit"), "limit", 0)
+    if not (prefixes or exact):
+        prefixes = tokens.readable_prefixes(token)
+        if not prefixes:
+            return {}
+    query = QueuesQuery(match_prefix=prefixes, match_exact=exact)
+    found = client().backend.queue_stats(query)
+    readable = {q: s for q, s in found.items() if tokens.allows(token, "read", q)}
+    return dict(list(readable.items())[:limit]) if limit else readable
 
 
 @endpoint("queues", "GET")
 def queues(request: HttpRequest, token: ApiToken) -> HttpResponse:
     """Return the size of each matching queue the token may read."""
-    sizes = client().backend.queues(_queues_query(request))
-    return JsonResponse(
-        {"queues": {q: n for q, n in sizes.items() if tokens.allows(token, "read", q)}}
-    )
+    found = _readable_stats(request, token)
+    return JsonResponse({"queues": {q: s.size for q, s in found.items()}})
 
 
 @endpoint("stats", "GET")
 def stats(request: HttpRequest, token: ApiToken) -> HttpResponse:
     """Return the stats of each matching queue the token may read."""
-    found = client().backend.queue_stats(_queues_query(request))
-    return JsonResponse(
-        {
-            "stats": {
-                q: wire.encode_stat(s) for q, s in found.items() if tokens.allows(token, "read", q)
-            }
-        }
-    )
+    found = _readable_stats(request, token)
+    return JsonResponse({"stats": {q: wire.encode_stat(s) for q, s in found.items()}})
 
 
 @endpoint("time", "GET")
@@ -308,6 +348,12 @@ def _any_uuid(raw: str, name: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise ValueError(f"{name}: not a UUID: {raw[:64]!r}") from None
+
+
+def _prefix(raw: str, name: str) -> str:
+    if len(raw) > MAX_QUEUE_LENGTH or "\x00" in raw:
+        raise ValueError(f"{name}: at most {MAX_QUEUE_LENGTH} characters, without NUL")
+    return raw
 
 
 def _queue(raw: Any, name: str) -> str:

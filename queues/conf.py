@@ -1,5 +1,6 @@
 """The app's settings, read from ``settings.ENTROQ`` (a dict) with defaults."""
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -28,13 +29,16 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_INLINE_VALUE_BYTES": 256 * 1024,
     # The longest an API claim waits for a task before answering "none".
     "API_MAX_WAIT_SECONDS": 30,
-    # The largest API request body (values travel as base64, a third larger).
-    "API_MAX_BODY_BYTES": 64 * 1024 * 1024,
+    # The largest API request body: one value of MAX_VALUE_BYTES as base64 (a third
+    # larger) and some room.
+    "API_MAX_BODY_BYTES": 16 * 1024 * 1024,
     # An API token, and its user's permissions, are looked up again after this long:
     # revoking a token or taking a role away reaches every process within it.
     "API_TOKEN_CACHE_SECONDS": 5,
     # Queue sizes on /metrics are at most this old, whoever scrapes.
     "METRICS_CACHE_SECONDS": 10,
+    # When set, /metrics answers only requests with "Authorization: Bearer <it>".
+    "METRICS_BEARER_TOKEN": os.environ.get("ENTROQ_METRICS_TOKEN", ""),
 }
 
 

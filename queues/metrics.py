@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+from django.db import DatabaseError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -57,14 +58,16 @@ WAITING = Gauge(
 
 WORKER_WINDOW = 60.0
 _claimants: dict[uuid.UUID, float] = {}
-_lock = threading.Lock()
-_stats: tuple[float, dict[str, QueueStat]] = (0.0, {})
+_claimants_lock = threading.Lock()
+# Apart from the claimants' lock: a slow stats query must never hold up a claim.
+_stats_lock = threading.Lock()
+_stats: tuple[float, dict[str, QueueStat] | None] = (0.0, None)
 
 
 def saw_claimant(claimant: uuid.UUID) -> None:
     """Note that ``claimant`` asked for a task: it counts as a worker for a minute."""
     now = time.monotonic()
-    with _lock:
+    with _claimants_lock:
         _claimants[claimant] = now
         if len(_claimants) > 10_000:  # forget the long gone
             for key in [k for k, seen in _claimants.items() if now - seen > WORKER_WINDOW]:
@@ -73,18 +76,22 @@ def saw_claimant(claimant: uuid.UUID) -> None:
 
 def active_workers() -> int:
     now = time.monotonic()
-    with _lock:
+    with _claimants_lock:
         return sum(1 for seen in _claimants.values() if now - seen <= WORKER_WINDOW)
 
 
-def queue_stats() -> dict[str, QueueStat]:
-    """Return the queues' stats, computed at most once per ``METRICS_CACHE_SECONDS``."""
+def queue_stats() -> dict[str, QueueStat] | None:
+    """Return the queues' stats, computed at most once per ``METRICS_CACHE_SECONDS``;
+    None while the database cannot be asked."""
     global _stats
-    with _lock:
+    with _stats_lock:
         taken, stats = _stats
         if time.monotonic() - taken < conf.get("METRICS_CACHE_SECONDS"):
             return stats
-        stats = client().queue_stats()
+        try:
+            stats = client().queue_stats()
+        except DatabaseError:
+            stats = None
         _stats = (time.monotonic(), stats)
         return stats
 
@@ -94,21 +101,26 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = queue_stats()
+        yield GaugeMetricFamily(
+            "entroq_queue_stats_up",
+            "1 if the queue figures below are fresh; 0 while the database is away.",
+            value=0 if stats is None else 1,
+        )
         tasks = GaugeMetricFamily(
             "entroq_queue_tasks", "Tasks by queue and state.", labels=["queue", "state"]
         )
         claims = GaugeMetricFamily(
             "entroq_queue_max_claims", "The most claims of any task, by queue.", labels=["queue"]
         )
-        for name, stat in stats.items():
+        for name, stat in (stats or {}).items():
             for state in ("available", "claimed", "future"):
                 tasks.add_metric([name, state], getattr(stat, state))
             claims.add_metric([name], stat.max_claims)
         yield tasks
         yield claims
         yield GaugeMetricFamily(
-            "entroq_workers",
-            "Claimants that asked this process's API for a task in the last minute.",
+            "entroq_api_claimants",
+            "Claimants that asked the answering process's API for a task in the last minute.",
             value=active_workers(),
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import logging
+
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
@@ -10,7 +13,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from queues import metrics
+from queues import conf, metrics
+
+logger = logging.getLogger("queues.monitoring")
 
 _migrated = False
 
@@ -35,7 +40,9 @@ def readyz(request: HttpRequest) -> HttpResponse:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"
     except DatabaseError as error:
-        checks["database"] = f"unreachable: {error}".strip()[:500]
+        # The reason goes to the log, not to whoever asks: it names hosts and users.
+        logger.warning("readyz: database unreachable: %s", error)
+        checks["database"] = "unreachable"
     if checks["database"] == "ok" and not _migrated:
         executor = MigrationExecutor(connection)
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
@@ -53,5 +60,13 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @login_not_required
 @require_GET
 def prometheus(request: HttpRequest) -> HttpResponse:
-    """Serve the metrics in Prometheus's text format."""
+    """Serve the metrics in Prometheus's text format (to the holder of
+    ``METRICS_BEARER_TOKEN``, when one is set: they name every queue)."""
+    expected = conf.get("METRICS_BEARER_TOKEN")
+    if expected:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            response = HttpResponse("send Authorization: Bearer <metrics token>\n", status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

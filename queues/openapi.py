@@ -185,8 +185,16 @@ def query(
 
 
 LIMIT = query("limit", COUNT, "at most this many (0: all)")
+TASKS_LIMIT = query(
+    "limit", COUNT, "at most this many (0 or over 1000: 1000; page with after and before)"
+)
 QUEUE_FILTERS = [
-    query("prefix", {"type": "string"}, "queues starting with this (repeat)", many=True),
+    query(
+        "prefix",
+        {**QUEUE, "minLength": 0},
+        "queues starting with this (repeat; none: the queues the token may read)",
+        many=True,
+    ),
     query("exact", QUEUE, "this queue (repeat)", many=True),
     LIMIT,
 ]
@@ -251,7 +259,7 @@ def document(server: str) -> JSON:
                         query("queue", QUEUE, "the queue (or give id)"),
                         query("id", UUID, "a task ID (repeat; at most 1000)", many=True, most=1000),
                         query("claimant", UUID, "only tasks it holds or that are available"),
-                        LIMIT,
+                        TASKS_LIMIT,
                         query("omit_values", FLAG, "leave values out"),
                         query(
                             "state",

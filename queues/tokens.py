@@ -74,6 +74,18 @@ def allows(token: ApiToken, action: str, queue: str) -> bool:
     return any(queue.startswith(g.prefix) and action in g.actions for g in grants_of(token))
 
 
+def sees(token: ApiToken, queue: str) -> bool:
+    """Return whether ``token`` has any grant at all for ``queue``."""
+    return any(queue.startswith(g.prefix) for g in grants_of(token))
+
+
+def readable_prefixes(token: ApiToken) -> tuple[str, ...]:
+    """Return the prefixes of the queues ``token`` may read ("" for all)."""
+    if not _user_may(token.user, "read"):
+        return ()
+    return tuple(dict.fromkeys(g.prefix for g in grants_of(token) if "read" in g.actions))
+
+
 def require(token: ApiToken, action: str, queues: Iterable[str]) -> None:
     """Raise ``Forbidden`` unless ``token`` may do ``action`` on every one of ``queues``."""
     for queue in queues:

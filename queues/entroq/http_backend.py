@@ -14,6 +14,8 @@ comes or its wait ends, and is woken by the same notifications as in-process cla
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -27,13 +29,18 @@ import urllib3
 from . import wire
 from .backend import Backend, ClaimQuery, QueuesQuery, TasksQuery
 from .errors import BackendUnavailable, ClaimTimeout
-from .modify import Modification
+from .modify import Modification, TaskChange
 from .tasks import QueueStat, Task
 
 API_PATH = "/api/v1"
 RETRY_STATUSES = frozenset({502, 503, 504})
-# While a caller may stop a blocking claim, it waits in requests this short.
-STOPPABLE_POLL = 1.0
+# How often a stoppable claim looks at its stop event while its poll waits.
+STOP_CHECK = 0.25
+# IDs a listing sends in one URL (gunicorn refuses request lines over 8 KiB).
+IDS_PER_REQUEST = 100
+# Tasks a listing asks for in one request: with values, and without.
+PAGE = 100
+PAGE_WITHOUT_VALUES = 1000
 
 
 class HTTPBackend(Backend):
@@ -100,21 +107,58 @@ class HTTPBackend(Backend):
         timeout: float | None = None,
         stop: threading.Event | None = None,
     ) -> Task:
+        """Long-poll for a task: each request waits on the server for up to its limit.
+
+        With ``stop``, each poll runs in a helper thread so that a stop ends the claim
+        at once; a task that the abandoned poll still claims is released.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         longest = float(self.whoami().get("max_wait", 30))
-        if stop is not None:
-            longest = min(longest, STOPPABLE_POLL)
         while True:
-            if stop is not None and stop.is_set():
-                raise ClaimTimeout("claim stopped")
             wait = longest
             if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
-            task = self._claim(query, wait=wait)
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            task = self._claim(query, wait) if stop is None else self._stoppable(query, wait, stop)
             if task is not None:
                 return task
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
+
+    def _stoppable(self, query: ClaimQuery, wait: float, stop: threading.Event) -> Task | None:
+        if stop.is_set():
+            raise ClaimTimeout("claim stopped")
+        answer: list[Task | BaseException | None] = []
+        done = threading.Event()
+        abandoned = threading.Event()
+
+        def poll() -> None:
+            try:
+                answer.append(self._claim(query, wait))
+            except BaseException as error:  # handed to the waiting thread
+                answer.append(error)
+            done.set()
+            if abandoned.is_set() and isinstance(answer[0], Task):
+                self._release(answer[0])
+
+        threading.Thread(target=poll, name="entroq-claim", daemon=True).start()
+        while not done.wait(STOP_CHECK):
+            if stop.is_set():
+                abandoned.set()
+                if done.is_set():  # it came back meanwhile
+                    break
+                raise ClaimTimeout("claim stopped")
+        result = answer[0]
+        if isinstance(result, BaseException):
+            raise result
+        if abandoned.is_set() and result is not None:
+            self._release(result)
+            raise ClaimTimeout("claim stopped")
+        return result
+
+    def _release(self, task: Task) -> None:
+        # Best effort: otherwise the task waits for its lease to lapse.
+        with contextlib.suppress(Exception):
+            self.modify(Modification(claimant=task.claimant, changes=[_released(task)]))
 
     def _claim(self, query: ClaimQuery, wait: float) -> Task | None:
         self._check_claimant(query.claimant)
@@ -131,6 +175,29 @@ class HTTPBackend(Backend):
         return inserted, changed
 
     def tasks(self, query: TasksQuery) -> list[Task]:
+        """List tasks in pages the server can answer: IDs 100 a request, and a queue's
+        tasks by keyset, 100 (or 1,000 without values) a request."""
+        if query.ids:
+            found: list[Task] = []
+            for start in range(0, len(query.ids), IDS_PER_REQUEST):
+                chunk = query.ids[start : start + IDS_PER_REQUEST]
+                found += self._tasks(dataclasses.replace(query, ids=chunk, limit=0))
+            return found[: query.limit] if query.limit > 0 else found
+        page = PAGE_WITHOUT_VALUES if query.omit_values else PAGE
+        found = []
+        while True:
+            want = page if query.limit <= 0 else min(page, query.limit - len(found))
+            batch = self._tasks(dataclasses.replace(query, limit=want))
+            found += batch
+            if len(batch) < want or (query.limit > 0 and len(found) >= query.limit):
+                return found
+            last = (batch[-1].at, batch[-1].id)
+            if query.newest_first:
+                query = dataclasses.replace(query, before=last)
+            else:
+                query = dataclasses.replace(query, after=last)
+
+    def _tasks(self, query: TasksQuery) -> list[Task]:
         params: dict[str, Any] = {"limit": query.limit, "min_attempt": query.min_attempt}
         if query.queue:
             params["queue"] = query.queue
@@ -238,6 +305,21 @@ def _answer(method: str, url: str, response: urllib3.BaseHTTPResponse) -> Any:
         raise wire.decode_dependency_error(answer)
     if response.status in (400, 413):
         raise ValueError(message or where)
+    if response.status in (404, 405, 411, 414):
+        # Not an outage: a wrong URL or a client the server does not understand.
+        raise ValueError(f"{where} {message} (is {url} an EntroQ server's API?)".strip())
     if response.status in (401, 403):
         raise PermissionError(f"{where} {message}".strip())
     raise BackendUnavailable(f"{where} {message}".strip())
+
+
+def _released(task: Task) -> TaskChange:
+    return TaskChange(
+        id=task.id,
+        version=task.version,
+        queue=task.queue,
+        value=None,
+        at=None,
+        attempt=task.attempt,
+        err=task.err,
+    )

@@ -133,7 +133,7 @@ def _list(raw: Any, name: str) -> list[Any]:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-BOUND_PATTERN = r"^[0-9]{1,17}\.[0-9a-f]{32}$"
+BOUND_PATTERN = r"^-?[0-9]{1,19}\.[0-9a-f]{32}$"
 
 
 def encode_bound(at: datetime, id: uuid.UUID) -> str:
@@ -142,11 +142,19 @@ def encode_bound(at: datetime, id: uuid.UUID) -> str:
 
 
 def decode_bound(raw: str, name: str) -> tuple[datetime, uuid.UUID]:
-    """Return the ``(at, id)`` bound that :func:`encode_bound` wrote."""
+    """Return the ``(at, id)`` bound that :func:`encode_bound` wrote.
+
+    A time beyond what Python can hold is taken as the first or last one it can:
+    as a bound it means the same.
+    """
     if not re.fullmatch(BOUND_PATTERN, raw):
         raise ValueError(f"{name}: expected <microseconds since 1970>.<32 hex digits>")
     micros, hex_id = raw.split(".")
-    return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id)
+    try:
+        at = EPOCH + timedelta(microseconds=int(micros))
+    except OverflowError:
+        at = (datetime.min if micros.startswith("-") else datetime.max).replace(tzinfo=UTC)
+    return at, uuid.UUID(hex=hex_id)
 
 
 # Tasks and stats.

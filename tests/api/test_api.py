@@ -327,3 +327,89 @@ def test_times_keep_four_digit_years(api: Api) -> None:
 def test_a_listing_of_no_queue_and_no_ids_is_empty(api: Api) -> None:
     insert(api, "q")
     assert api.get("tasks").json() == {"tasks": []}
+
+
+# What a review found.
+
+
+def test_a_body_without_a_length_is_refused_not_dropped(api: Api) -> None:
+    from django.test import RequestFactory
+
+    from queues import api as views
+
+    request = RequestFactory().post(
+        "/api/v1/modify",
+        '{"inserts": [{"queue": "q"}]}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api.secret}", "Transfer-Encoding": "chunked"},
+    )
+    del request.META["CONTENT_LENGTH"]
+    response = views.modify(request)
+    assert response.status_code == 411
+    assert client().tasks("q") == []
+
+
+def test_a_token_learns_nothing_of_queues_it_has_no_grant_for(
+    make_api: Callable[..., Api],
+) -> None:
+    admin = make_api("=read,claim,insert,change,delete")
+    payroll = insert(admin, "secret/payroll")
+    outsider = make_api("jobs/=read,insert,delete")
+    for version in (payroll["version"], payroll["version"] + 1):
+        for field in ("depends", "deletes"):
+            body = {field: [{"id": payroll["id"], "version": version}]}
+            response = outsider.post("modify", body)
+            assert response.status_code == 409, "answered as a missing task"
+            assert "secret" not in response.content.decode()
+    reader = make_api("secret/=read")
+    refused = reader.post("modify", {"deletes": [{"id": payroll["id"], "version": 0}]})
+    assert refused.status_code == 403, "a queue the token sees: the missing grant is named"
+
+
+def test_a_stale_reference_is_409_with_every_problem_before_the_store(api: Api) -> None:
+    held = insert(api, "s")
+    task = insert(api, "s2")
+    api.post("modify", {"deletes": [{"id": task["id"], "version": 0}]})  # now it is gone
+    response = api.post(
+        "modify",
+        {
+            "inserts": [{"queue": "s", "id": held["id"]}],
+            "deletes": [{"id": task["id"], "version": 0}],
+        },
+    )
+    body = response.json()
+    assert response.status_code == 409
+    assert body["deletes"] == [{"id": task["id"], "version": 0}]
+    assert body["inserts"] == [{"id": held["id"], "version": 0}]
+
+
+def test_the_limit_counts_readable_queues_only(make_api: Callable[..., Api]) -> None:
+    admin = make_api("=read,claim,insert,change,delete")
+    for queue in ("a/1", "a/2", "b/1"):
+        insert(admin, queue)
+    limited = make_api("b/=read")
+    assert limited.get("queues", {"limit": "1"}).json() == {"queues": {"b/1": 1}}
+    assert limited.get("stats").json()["stats"].keys() == {"b/1"}
+    assert make_api("b/=claim").get("queues").json() == {"queues": {}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_http_backend_pages_long_listings(live_server: LiveServer, api: Api) -> None:
+    eq = EntroQ(HTTPBackend(live_server.url, token=api.secret))  # type: ignore[arg-type]
+    inserted, _ = eq.modify(*[inserting_into("many") for _ in range(250)])
+    ordered = sorted(inserted, key=lambda t: (t.at, t.id.int))
+
+    assert [t.id for t in eq.tasks("many")] == [t.id for t in ordered]
+    assert [t.id for t in eq.tasks("many", newest_first=True, limit=120)] == [
+        t.id for t in reversed(ordered)
+    ][:120]
+    wanted = [t.id for t in reversed(inserted)][:150]
+    assert [t.id for t in eq.tasks(ids=wanted, omit_values=True)] == wanted
+    assert eq.claim("many", timeout=0) is not None, "a claim with no time left still tries"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_http_backend_says_a_wrong_url_is_wrong(live_server: LiveServer, api: Api) -> None:
+    backend = HTTPBackend(live_server.url + "/not/here", token=api.secret)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="an EntroQ server's API"):
+        backend.time()

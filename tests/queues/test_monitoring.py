@@ -58,7 +58,7 @@ def test_metrics_count_api_calls_and_show_queue_sizes(
     assert found[("entroq_modifications_total", (("outcome", "invalid"),))] >= 1
     assert found[("entroq_api_requests_total", (("operation", "modify"), ("status", "400")))] >= 1
     assert found[("entroq_api_request_seconds_count", (("operation", "claim"),))] >= 2
-    assert found[("entroq_workers", ())] >= 1
+    assert found[("entroq_api_claimants", ())] >= 1
 
 
 @pytest.mark.django_db
@@ -99,7 +99,17 @@ def test_readiness_fails_while_the_database_is_down() -> None:
             base + "/api/v1/time", headers={"Authorization": "Bearer eq_a_b"}
         )
         api_status, api_body = fetch(request)
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
     assert status == 503
-    assert body["database"].startswith("unreachable")
+    assert body["database"] == "unreachable", "no host or user names to the world"
     assert api_status == 503, "the API says the store is away, not that it broke"
+    assert "entroq_queue_stats_up 0.0" in metrics
     assert api_body["error"] == "unavailable"
+
+
+@pytest.mark.django_db
+def test_metrics_can_require_a_bearer_token(client: Client, settings: Settings) -> None:
+    settings.ENTROQ = {"METRICS_BEARER_TOKEN": "s3cret"}
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
