@@ -58,17 +58,22 @@ def entroq_worker(url: str) -> dict[str, Any]:
     eq = entroq.EntroQ(entroq.DjangoBackend())
     eq.time()  # connect before the clock starts
     ready_and_wait()
-    done = 0
     with connection.execute_wrapper(count):
-        while True:
-            task = eq.try_claim(QUEUE, duration=60)
-            if task is None:
-                if eq.queues_empty(match_exact=QUEUE):
-                    break
-                continue
-            eq.modify(task.as_deletion())
-            done += 1
+        done = claim_and_delete(eq)
     return {"done": done, "statements": statements}
+
+
+def claim_and_delete(eq: Any) -> int:
+    """Claim and delete until the queue is empty; return how many tasks were done."""
+    done = 0
+    while True:
+        task = eq.try_claim(QUEUE, duration=60)
+        if task is None:
+            if eq.queues_empty(match_exact=QUEUE):
+                return done
+            continue
+        eq.modify(task.as_deletion())
+        done += 1
 
 
 def raw_postgres_worker(url: str) -> dict[str, Any]:
@@ -161,16 +166,7 @@ def http_worker(url: str) -> dict[str, Any]:
     eq = entroq.EntroQ(backend)
     eq.time()  # connect before the clock starts
     ready_and_wait()
-    done = 0
-    while True:
-        task = eq.try_claim(QUEUE, duration=60)
-        if task is None:
-            if eq.queues_empty(match_exact=QUEUE):
-                break
-            continue
-        eq.modify(task.as_deletion())
-        done += 1
-    return {"done": done, "statements": None}
+    return {"done": claim_and_delete(eq), "statements": None}
 
 
 WORKERS = {
