@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     # An API token, and its user's permissions, are looked up again after this long:
     # revoking a token or taking a role away reaches every process within it.
     "API_TOKEN_CACHE_SECONDS": 5,
+    # Bulk runs pause this long between chunks of 500 tasks, so that the queues' own
+    # workers keep the database.
+    "BULK_PAUSE_SECONDS": float(os.environ.get("ENTROQ_BULK_PAUSE_SECONDS", "0.05")),
+    # A bulk action on this many tasks or more asks the operator to type the count.
+    "BULK_TYPED_CONFIRM": 1000,
     # Queue sizes on /metrics are at most this old, whoever scrapes.
     "METRICS_CACHE_SECONDS": 10,
     # When set, /metrics answers only requests with "Authorization: Bearer <it>".

@@ -102,3 +102,59 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id}…) of {self.user}"
+
+
+class BulkRun(models.Model):
+    """An action on every task of a queue that matches a filter, run in the background.
+
+    A worker runs it in chunks (``queues.bulk``), recording its progress here after
+    each chunk, so a run survives the crash of the process running it: the task that
+    carries it is redelivered and the next worker goes on from ``cursor``.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        CANCELLED = "cancelled", "cancelled"
+        FAILED = "failed", "failed"
+
+    created = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=20)
+    queue = models.CharField(max_length=MAX_QUEUE_LENGTH)
+    # {"state": ..., "min_attempt": ...}: the queue page's filters.
+    filters = models.JSONField(default=dict)
+    target = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    # The last task in scope when the run started, in (at, id) order: tasks that arrive
+    # later sort after it and are left alone. The run acts on tasks up to it.
+    bound_at = models.DateTimeField()
+    bound_id = models.UUIDField()
+    # Where the run has got to: the last task it acted on, in (at, id) order.
+    cursor_at = models.DateTimeField(null=True)
+    cursor_id = models.UUIDField(null=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    total = models.IntegerField(default=0)
+    done = models.IntegerField(default=0)
+    conflicts = models.IntegerField(default=0)
+    # The first conflicts, to show: [{"id": ..., "detail": ...}].
+    conflict_sample = models.JSONField(default=list)
+    # The queue and filters as one string: one run per scope at a time.
+    scope = models.CharField(max_length=MAX_QUEUE_LENGTH + 200)
+    finished = models.DateTimeField(null=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope"],
+                condition=models.Q(status="running"),
+                name="entroq_one_bulk_run_per_scope",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"bulk {self.action} #{self.pk} on {self.queue} ({self.status})"

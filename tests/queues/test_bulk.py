@@ -1,0 +1,167 @@
+"""Bulk runs: every matching task, in chunks, in the background, resumable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from django.contrib.auth.models import User
+
+from queues import bulk
+from queues.entroq import (
+    EntroQ,
+    ErrorTaskValue,
+    Task,
+    TaskData,
+    inserting,
+    inserting_into,
+    new_modification,
+)
+from queues.models import AuditEntry, BulkRun
+from tests.helpers import start_manage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def failures(eq: EntroQ, source: str, count: int) -> list[Task]:
+    """Insert ``count`` error-queue tasks of ``source``; return the originals."""
+    originals, _ = eq.modify(inserting(*[TaskData(queue=source) for _ in range(count)]))
+    eq.modify(
+        *[t.as_deletion() for t in originals],
+        inserting(
+            *[
+                TaskData(queue=source + "/err", value=ErrorTaskValue(t, "boom").to_json())
+                for t in originals
+            ]
+        ),
+    )
+    return originals
+
+
+def carrier(eq: EntroQ) -> Task:
+    (task,) = eq.tasks(bulk.BULK_QUEUE)
+    return task
+
+
+@pytest.fixture
+def user() -> User:
+    return User.objects.create_superuser("ops", email="")
+
+
+def test_plan_counts_the_scope_and_shows_a_sample() -> None:
+    eq = EntroQ()
+    eq.modify(*[inserting_into("p", attempt=i % 3) for i in range(30)])
+    count, sample = bulk.plan(bulk.Scope("p", min_attempt=2))
+    assert count == 10
+    assert len(sample) == 10
+    assert all(t.attempt == 2 and t.value == b"" for t in sample)
+
+
+def test_a_bulk_retry_puts_every_failure_back_and_is_logged(user: User) -> None:
+    eq = EntroQ()
+    originals = failures(eq, "src", 1200)
+
+    run = bulk.start(user, "retry", bulk.Scope("src/err"))
+    assert run.total == 1200
+    assert carrier(eq).value == str(run.pk).encode(), "queued for a worker"
+    run = bulk.execute(run)
+
+    assert (run.status, run.done, run.conflicts) == ("done", 1200, 0)
+    assert eq.tasks("src/err") == []
+    assert {t.id for t in eq.tasks("src")} == {t.id for t in originals}
+    details = list(AuditEntry.objects.order_by("id").values_list("action", "detail"))
+    assert details[0] == ("bulk retry", f"started run #{run.pk} on 1,200 tasks (queue src/err)")
+    assert details[1][1].startswith(f"run #{run.pk} finished: 1,200 done, 0 conflicts")
+
+
+def test_tasks_held_mid_run_are_conflicts_and_the_rest_is_done(user: User) -> None:
+    eq, worker = EntroQ(), EntroQ()
+    eq.modify(*[inserting_into("mid") for _ in range(1500)])
+    # Scheduled for tomorrow and held by nobody: the scope runs until then, so tasks
+    # a worker claims mid-run (for a minute) are still ahead of the run.
+    tomorrow = new_modification(None, inserting_into("mid", arrival_in=86400))
+    eq.backend.modify(tomorrow)
+    run = bulk.start(user, "delete", bulk.Scope("mid"))
+    held: list[Task] = []
+
+    def claim_some(progress: BulkRun) -> None:
+        if not held:  # after the first chunk, a worker takes 7 tasks of the rest
+            held.extend(t for t in (worker.try_claim("mid", duration=60) for _ in range(7)) if t)
+
+    run = bulk.execute(run, between_chunks=claim_some)
+
+    assert len(held) == 7
+    assert (run.total, run.done, run.conflicts) == (1501, 1494, 7)
+    assert sorted(t.id for t in eq.tasks("mid")) == sorted(t.id for t in held)
+    assert len(run.conflict_sample) == 7
+    assert "held by another claimant" in run.conflict_sample[0]["detail"]
+
+
+def test_tasks_that_arrive_later_are_out_of_scope(user: User) -> None:
+    eq = EntroQ()
+    eq.modify(*[inserting_into("late") for _ in range(600)])
+    run = bulk.start(user, "move", bulk.Scope("late"), target="elsewhere")
+    newcomer = eq.modify(inserting_into("late"))[0][0]
+    run = bulk.execute(run)
+    assert run.done == 600
+    assert [t.id for t in eq.tasks("late")] == [newcomer.id]
+    assert len(eq.tasks("elsewhere")) == 600
+
+
+def test_one_run_per_scope_at_a_time(user: User) -> None:
+    EntroQ().modify(inserting_into("once"))
+    first = bulk.start(user, "delete", bulk.Scope("once"))
+    with pytest.raises(bulk.AlreadyRunning) as raised:
+        bulk.start(user, "retry", bulk.Scope("once"))
+    assert raised.value.run == first
+    assert bulk.start(user, "delete", bulk.Scope("once", state="claimed")), "another scope"
+    bulk.execute(first)
+    assert bulk.start(user, "delete", bulk.Scope("once")), "once the first is over"
+
+
+def test_a_cancelled_run_stops_after_its_chunk(user: User) -> None:
+    EntroQ().modify(*[inserting_into("stop") for _ in range(1200)])
+    run = bulk.start(user, "delete", bulk.Scope("stop"))
+    run = bulk.execute(run, between_chunks=bulk.cancel)
+    assert (run.status, run.done) == ("cancelled", 500)
+
+
+def test_bad_actions_are_refused_before_anything_is_stored(user: User) -> None:
+    with pytest.raises(ValueError, match="no bulk action"):
+        bulk.start(user, "explode", bulk.Scope("q"))
+    with pytest.raises(ValueError, match="queue must not be empty"):
+        bulk.start(user, "move", bulk.Scope("q"), target="")
+    assert not BulkRun.objects.exists()
+
+
+def test_a_run_resumes_after_its_worker_is_killed(user: User) -> None:
+    eq = EntroQ()
+    eq.modify(*[inserting_into("crash") for _ in range(3000)])
+    run = bulk.start(user, "delete", bulk.Scope("crash"))
+    args = ("eqworker", "--handler", "queues.bulk.work", "--queue", bulk.BULK_QUEUE)
+    slow = {"ENTROQ_BULK_PAUSE_SECONDS": "0.5"}
+    first = start_manage(*args, "--lease", "2", **slow)
+    deadline = time.monotonic() + 60
+    while BulkRun.objects.get(pk=run.pk).done < 1000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate()
+    halfway = BulkRun.objects.get(pk=run.pk)
+    assert 0 < halfway.done < 3000
+    assert halfway.status == "running"
+
+    second = start_manage(*args, **slow)  # claims the run once its lease lapses
+    deadline = time.monotonic() + 120
+    while BulkRun.objects.get(pk=run.pk).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second.send_signal(signal.SIGTERM)
+    _, err = second.communicate(timeout=60)
+
+    assert second.returncode == 0, err
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert eq.tasks("crash") == []
+    assert run.done + run.conflicts <= 3000
+    assert run.done >= 3000 - 500, "at most the chunk in hand at the kill went uncounted"
