@@ -27,6 +27,9 @@ run: migrate
 	@echo "  EntroQ on http://127.0.0.1:8000/  (SQLite database: db.sqlite3)"
 	@echo "  First account: $(PY) manage.py createsuperuser   (or: make demo)"
 	@echo
+	@# The dashboard's bulk runs need a worker of their own.
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	$(PY) manage.py eqworker --handler queues.bulk.work --queue entroq/bulk & \
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 ## The dashboard alive: sample queues, a feeder, two workers that fail now and then.
@@ -41,6 +44,7 @@ demo: migrate
 	$(PY) manage.py eqworker --handler queues.demo.work --queue emails/send \
 	  --queue images/resize --queue billing/charge --max-attempts 3 --retry-delay 5 \
 	  --concurrency 3 & \
+	$(PY) manage.py eqworker --handler queues.bulk.work --queue entroq/bulk & \
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 ## Production serving: gunicorn, debugging off, static files from whitenoise, JSON logs.

@@ -43,6 +43,7 @@ from queues.service import client
 logger = logging.getLogger("queues.bulk")
 
 BULK_QUEUE = "entroq/bulk"
+WORKER_COMMAND = f"manage.py eqworker --handler queues.bulk.work --queue {BULK_QUEUE}"
 ACTIONS = ("retry", "delete", "move")
 CHUNK = ops.CHUNK
 CONFLICT_SAMPLE = 20
@@ -155,11 +156,15 @@ def start(
     return run
 
 
-def cancel(run: BulkRun) -> None:
+def cancel(run: BulkRun, user: AbstractBaseUser | AnonymousUser | None = None) -> None:
     """Stop ``run`` after its current chunk."""
-    BulkRun.objects.filter(pk=run.pk, status=BulkRun.Status.RUNNING).update(
+    stopped = BulkRun.objects.filter(pk=run.pk, status=BulkRun.Status.RUNNING).update(
         status=BulkRun.Status.CANCELLED, finished=timezone.now()
     )
+    if stopped:
+        run.refresh_from_db()
+        who = f" by {user.get_username()}" if user is not None else ""
+        _log(run, f"run #{run.pk} cancelled{who} after {run.done:,} done")
 
 
 def work(task: Task) -> list[ModifyArg]:

@@ -23,6 +23,11 @@ urlpatterns = [
     path("claims", views.claims, name="claims"),
     path("audit", views.audit_log, name="audit"),
     path("tokens", views.api_tokens, name="tokens"),
+    path("bulk", views.bulk_runs, name="bulk-runs"),
+    path("bulk/plan", views.bulk_plan, name="bulk-plan"),
+    path("bulk/start", views.bulk_start, name="bulk-start"),
+    path("bulk/<int:pk>", views.bulk_run, name="bulk-run"),
+    path("bulk/<int:pk>/cancel", views.bulk_cancel, name="bulk-cancel"),
     path("tokens/<str:key_id>/revoke", views.revoke_api_token, name="revoke-token"),
     # Queue names may hold slashes (``jobs/err``): the name is the rest of the path.
     path("queue/<path:name>", views.queue, name="queue"),

@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -31,10 +32,10 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from queues import audit, conf, tokens, values
+from queues import audit, bulk, conf, tokens, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
-from queues.models import ApiToken, AuditEntry
+from queues.models import ApiToken, AuditEntry, BulkRun
 from queues.service import client
 from queues.templatetags.dashboard import duration, queue_url
 
@@ -748,3 +749,120 @@ def revoke_api_token(request: HtmxHttpRequest, key_id: str) -> HttpResponse:
 def _user_id(request: HttpRequest) -> int:
     # Every page needs a login (LoginRequiredMiddleware), so the user has a key.
     return int(request.user.pk or 0)
+
+
+# Bulk runs: every task matching a queue's filter.
+
+
+def _bulk_form(request: HttpRequest) -> tuple[bulk.Scope, str, str]:
+    """Return the scope, action and target a bulk form carries; ``ValueError`` if bad."""
+    post = request.POST
+    scope = bulk.Scope(
+        queue=post.get("queue", ""),
+        state=post.get("state", "") if post.get("state") in TASK_STATES else "",
+        min_attempt=clamp(post.get("attempt"), 0, 0, 2**31 - 1),
+    )
+    action = post.get("action", "")
+    target = post.get("target", "").strip() if action == "move" else ""
+    bulk.action_of(action, target)
+    return scope, action, target
+
+
+@never_cache
+@require_POST
+@permission_required([VIEW, OPERATE], raise_exception=True)
+def bulk_plan(request: HtmxHttpRequest) -> HttpResponse:
+    """Show what a bulk action would do: the count, the scope, a sample; then confirm."""
+    try:
+        scope, action, target = _bulk_form(request)
+    except (TypeError, ValueError) as problem:
+        messages.error(request, f"Cannot plan that: {problem}.")
+        return HttpResponseRedirect(next_url(request, reverse("queues:overview")), status=303)
+    return _render_plan(request, scope, action, target)
+
+
+def _render_plan(
+    request: HtmxHttpRequest,
+    scope: bulk.Scope,
+    action: str,
+    target: str,
+    problem: str = "",
+) -> HttpResponse:
+    count, sample = bulk.plan(scope)
+    context = {
+        "scope": scope,
+        "action": action,
+        "target": target,
+        "count": count,
+        "sample": sample,
+        "typed": count >= conf.get("BULK_TYPED_CONFIRM"),
+        "problem": problem,
+        "now": client().time(),
+        "nav": "queues",
+    }
+    return render_page(request, "queues/bulk_plan.html", context, status=400 if problem else 200)
+
+
+@require_POST
+@permission_required([VIEW, OPERATE], raise_exception=True)
+def bulk_start(request: HtmxHttpRequest) -> HttpResponse:
+    """Start a planned bulk run (typing the count first, for large ones)."""
+    try:
+        scope, action, target = _bulk_form(request)
+    except (TypeError, ValueError) as problem:
+        messages.error(request, f"Cannot start that: {problem}.")
+        return HttpResponseRedirect(reverse("queues:overview"), status=303)
+    planned = clamp(request.POST.get("planned"), -1, -1, 2**62)
+    typed = request.POST.get("typed", "").replace(",", "").strip()
+    if planned >= conf.get("BULK_TYPED_CONFIRM") and typed != str(planned):
+        ask = f"Type {planned} to confirm: the number of tasks this acts on."
+        return _render_plan(request, scope, action, target, ask)
+    try:
+        run = bulk.start(request.user, action, scope, target)
+    except bulk.AlreadyRunning as running:
+        messages.warning(request, f"Run #{running.run.pk} on this scope is still running.")
+        return HttpResponseRedirect(reverse("queues:bulk-run", args=[running.run.pk]), status=303)
+    return HttpResponseRedirect(reverse("queues:bulk-run", args=[run.pk]), status=303)
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def bulk_run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Show a bulk run's progress, live while it runs."""
+    run = BulkRun.objects.filter(pk=pk).first()
+    if run is None:
+        raise Http404("no such bulk run")
+    waiting = (
+        run.status == BulkRun.Status.RUNNING
+        and run.done + run.conflicts == 0
+        and (timezone.now() - run.created).total_seconds() > 5
+    )
+    context = {
+        "run": run,
+        "scope": bulk.Scope(run.queue, **run.filters),
+        "left": max(run.total - run.done - run.conflicts, 0),
+        "waiting": waiting,
+        "worker_command": bulk.WORKER_COMMAND,
+        "nav": "queues",
+    }
+    return render_page(request, "queues/bulk_run.html", context, regions=["run"])
+
+
+@require_POST
+@permission_required([VIEW, OPERATE], raise_exception=True)
+def bulk_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Stop a bulk run after the chunk in hand."""
+    run = BulkRun.objects.filter(pk=pk).first()
+    if run is None:
+        raise Http404("no such bulk run")
+    bulk.cancel(run, request.user)
+    messages.info(request, f"Run #{run.pk} stops after the chunk in hand.")
+    return HttpResponseRedirect(reverse("queues:bulk-run", args=[run.pk]), status=303)
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def bulk_runs(request: HtmxHttpRequest) -> HttpResponse:
+    """List the latest bulk runs."""
+    context = {"runs": BulkRun.objects.all()[:100], "nav": "bulk"}
+    return render_page(request, "queues/bulk_runs.html", context)

@@ -8,11 +8,13 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
+from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
 from queues import demo
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
 from tests.browser.conftest import log_in, screenshot
+from tests.helpers import start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -187,3 +189,28 @@ def test_screenshots_of_each_page(browser: Browser, live_server: LiveServer, sch
     page.goto(live_server.url + "/")
     screenshot(page, f"phone-{scheme}")
     context.close()
+
+
+def test_a_bulk_retry_with_its_progress_page(
+    page: Page, live_server: LiveServer, operator: User, settings: Settings
+) -> None:
+    settings.ENTROQ = {"BULK_TYPED_CONFIRM": 10}
+    eq = EntroQ()
+    originals = [fail(eq, "payments", f"declined {i}")[0] for i in range(25)]
+    worker = start_manage("eqworker", "--handler", "queues.bulk.work", "--queue", "entroq/bulk")
+    try:
+        log_in(page, live_server.url, operator)
+        page.goto(live_server.url + "/queue/payments/err")
+        page.get_by_text("Act on all tasks that match these filters").click()
+        page.get_by_role("button", name="Review…").click()
+        expect(page.get_by_role("heading", name="Retry 25 tasks?")).to_be_visible()
+        page.get_by_label("Type 25 to confirm").fill("25")
+        page.get_by_role("button", name="Retry 25 tasks").click()
+
+        expect(page.get_by_text("25 of 25 tasks")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Done", exact=True).first).to_be_visible()
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+    assert eq.tasks("payments/err") == []
+    assert {t.id for t in eq.tasks("payments")} == {t.id for t in originals}

@@ -8,6 +8,8 @@ import time
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
+from pytest_django.fixtures import Settings
 
 from queues import bulk
 from queues.entroq import (
@@ -165,3 +167,65 @@ def test_a_run_resumes_after_its_worker_is_killed(user: User) -> None:
     assert eq.tasks("crash") == []
     assert run.done + run.conflicts <= 3000
     assert run.done >= 3000 - 500, "at most the chunk in hand at the kill went uncounted"
+
+
+# The pages.
+
+
+def test_the_plan_shows_the_count_and_a_sample_before_anything_happens(
+    operator: Client, viewer: Client
+) -> None:
+    EntroQ().modify(*[inserting_into("pl", attempt=i % 2) for i in range(12)])
+    form = {"queue": "pl", "attempt": "1", "action": "delete"}
+
+    page = operator.post("/bulk/plan", form)
+
+    assert page.status_code == 200
+    assert page.context["count"] == 6
+    assert len(page.context["sample"]) == 6
+    assert "Delete 6 tasks?" in page.content.decode()
+    assert len(EntroQ().tasks("pl")) == 12
+    assert viewer.post("/bulk/plan", form).status_code == 403
+    bad = operator.post("/bulk/plan", {**form, "action": "move"}, follow=True)
+    assert "Cannot plan that: queue must not be empty." in bad.content.decode()
+
+
+def test_a_large_run_needs_the_count_typed_then_shows_its_progress(
+    operator: Client, settings: Settings
+) -> None:
+    settings.ENTROQ = {"BULK_TYPED_CONFIRM": 5}
+    EntroQ().modify(*[inserting_into("big") for _ in range(8)])
+    form = {"queue": "big", "action": "delete", "planned": "8"}
+
+    refused = operator.post("/bulk/start", form)
+    assert refused.status_code == 400
+    assert "Type 8 to confirm" in refused.content.decode()
+    assert not BulkRun.objects.exists()
+
+    started = operator.post("/bulk/start", {**form, "typed": "8"})
+    run = BulkRun.objects.get()
+    assert started["Location"] == f"/bulk/{run.pk}"
+    page = operator.get(f"/bulk/{run.pk}").content.decode()
+    assert "0 of 8 tasks" in page
+    assert 'hx-trigger="every 1s"' in page, "live while it runs"
+
+    again = operator.post("/bulk/start", {**form, "typed": "8"}, follow=True)
+    assert f"Run #{run.pk} on this scope is still running." in again.content.decode()
+
+    bulk.execute(run)
+    partial = operator.get(f"/bulk/{run.pk}", headers={"HX-Request": "true", "HX-Target": "run"})
+    text = partial.content.decode()
+    assert text.lstrip().startswith('<section id="run"')
+    assert "8 of 8 tasks" in text
+    assert "every 1s" not in text, "a finished run stops polling"
+    assert "bulk delete" in operator.get("/audit").content.decode()
+
+
+def test_an_operator_stops_a_run(operator: Client) -> None:
+    EntroQ().modify(inserting_into("st"))
+    run = bulk.start(User.objects.get(username="operator"), "delete", bulk.Scope("st"))
+    operator.post(f"/bulk/{run.pk}/cancel")
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert len(EntroQ().tasks("st")) == 1
+    assert "cancelled by operator" in AuditEntry.objects.order_by("-id")[0].detail
