@@ -32,7 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from queues import conf
+from queues import conf, triage
 from queues.entroq import EntroQ, ModifyArg, Task, inserting_into, ops
 from queues.entroq.ops import BulkResult
 from queues.entroq.tasks import TASK_STATES, check_queue
@@ -65,6 +65,8 @@ class Scope:
     queue: str
     state: str = ""
     min_attempt: int = 0
+    #: Only tasks whose error, normalized, is this (see ``queues.triage``).
+    error_group: str = ""
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
@@ -75,11 +77,15 @@ class Scope:
 
     @property
     def key(self) -> str:
-        return json.dumps([self.queue, self.state, self.min_attempt])
+        return json.dumps([self.queue, self.state, self.min_attempt, self.error_group])
 
     @property
     def filters(self) -> dict[str, Any]:
-        return {"state": self.state, "min_attempt": self.min_attempt}
+        return {
+            "state": self.state,
+            "min_attempt": self.min_attempt,
+            "error_group": self.error_group,
+        }
 
     def describe(self) -> str:
         parts = [f"queue {self.queue}"]
@@ -87,7 +93,16 @@ class Scope:
             parts.append("scheduled" if self.state == "future" else self.state)
         if self.min_attempt:
             parts.append(f"attempt ≥ {self.min_attempt}")
+        if self.error_group:
+            parts.append(f"error like “{self.error_group}”")
         return ", ".join(parts)
+
+    def holds(self, task: Task) -> bool:
+        """Return whether ``task`` passes the filters SQL cannot apply."""
+        return self.holds_err(task.err)
+
+    def holds_err(self, err: str) -> bool:
+        return not self.error_group or triage.normalize(err) == self.error_group
 
     def matching(self, now: datetime) -> QuerySet[TaskRow]:
         """Return the task rows in scope at ``now`` (a read; only backends write rows)."""
@@ -118,8 +133,12 @@ def plan(scope: Scope, sample: int = 10) -> tuple[int, list[Task]]:
     """Return how many tasks are in scope now, and the first few (without values)."""
     eq = client()
     rows = scope.matching(eq.time()).order_by("at", "id")
-    ids = list(rows.values_list("id", flat=True)[:sample])
-    return rows.count(), eq.tasks(ids=ids, omit_values=True)
+    if scope.error_group:
+        ids = [i for i, e in rows.values_list("id", "err").iterator(2000) if scope.holds_err(e)]
+        count, ids = len(ids), ids[:sample]
+    else:
+        count, ids = rows.count(), list(rows.values_list("id", flat=True)[:sample])
+    return count, eq.tasks(ids=ids, omit_values=True) if ids else []
 
 
 def start(
@@ -132,6 +151,7 @@ def start(
         matching = scope.matching(eq.time())
         # The scope's end: the last task in (at, id) order that matches now.
         last = matching.order_by("-at", "-id").values_list("at", "id").first()
+        total = plan(scope, sample=0)[0] if scope.error_group else matching.count()
         run = BulkRun(
             user_id=user.pk if user.is_authenticated else None,
             username=user.get_username(),
@@ -141,7 +161,7 @@ def start(
             target=target,
             bound_at=last[0] if last else timezone.now(),
             bound_id=last[1] if last else LAST_ID,
-            total=matching.count(),
+            total=total,
             scope=scope.key,
         )
         try:
@@ -203,7 +223,8 @@ def execute(
             )
             if not page:
                 break
-            _save_progress(run, page[-1], ops.apply_each(eq, page, act, chunk=CHUNK))
+            chosen = [task for task in page if scope.holds(task)]
+            _save_progress(run, page[-1], ops.apply_each(eq, chosen, act, chunk=CHUNK))
             if between_chunks is not None:
                 between_chunks(run)
             time.sleep(pause)  # let the queue's own workers have the database

@@ -23,6 +23,7 @@ urlpatterns = [
     path("claims", views.claims, name="claims"),
     path("audit", views.audit_log, name="audit"),
     path("tokens", views.api_tokens, name="tokens"),
+    path("triage", views.error_triage, name="triage"),
     path("bulk", views.bulk_runs, name="bulk-runs"),
     path("bulk/plan", views.bulk_plan, name="bulk-plan"),
     path("bulk/start", views.bulk_start, name="bulk-start"),

@@ -32,7 +32,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from queues import audit, bulk, conf, tokens, values
+from queues import audit, bulk, conf, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import ApiToken, AuditEntry, BulkRun
@@ -302,6 +302,7 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         "stat": eq.queue_stats(match_exact=name).get(name, QueueStat(name=name)),
         "error_queue": None if name.endswith(ERROR_SUFFIX) else name + ERROR_SUFFIX,
         "source_queue": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else None,
+        "triage_url": reverse("queues:triage") + "?" + _query(queue=name),
         "page": page,
         "rows": [
             {
@@ -761,6 +762,7 @@ def _bulk_form(request: HttpRequest) -> tuple[bulk.Scope, str, str]:
         queue=post.get("queue", ""),
         state=post.get("state", "") if post.get("state") in TASK_STATES else "",
         min_attempt=clamp(post.get("attempt"), 0, 0, 2**31 - 1),
+        error_group=post.get("group", "")[: triage.MAX_KEY],
     )
     action = post.get("action", "")
     target = post.get("target", "").strip() if action == "move" else ""
@@ -866,3 +868,28 @@ def bulk_runs(request: HtmxHttpRequest) -> HttpResponse:
     """List the latest bulk runs."""
     context = {"runs": BulkRun.objects.all()[:100], "nav": "bulk"}
     return render_page(request, "queues/bulk_runs.html", context)
+
+
+# Error triage.
+
+
+@require_GET
+@permission_required(VIEW, raise_exception=True)
+def error_triage(request: HtmxHttpRequest) -> HttpResponse:
+    """Show an error queue's failures grouped by kind, each with retry and delete."""
+    name = request.GET.get("queue", "")
+    try:
+        check_queue(name)
+    except ValueError as error:
+        return render_page(request, "queues/not_found.html", {"what": str(error)}, status=404)
+    found, read = triage.groups(name)
+    context = {
+        "queue": name,
+        "groups": found,
+        "read": read,
+        "capped": read >= triage.SCAN_CAP,
+        "source": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else "",
+        "now": client().time(),
+        "nav": "queues",
+    }
+    return render_page(request, "queues/triage.html", context)
