@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WARN_CLAIMS": 5,
     # ...or when its oldest available task has waited this many seconds.
     "DASHBOARD_WARN_AGE_SECONDS": 300,
+    # A search of values reads at most this many tasks a page, for at most so long.
+    "DASHBOARD_SEARCH_SCAN": 10_000,
+    "DASHBOARD_SEARCH_SECONDS": 2.0,
     # Values up to this size are shown inline; larger ones only download.
     "DASHBOARD_INLINE_VALUE_BYTES": 256 * 1024,
     # The longest an API claim waits for a task before answering "none".

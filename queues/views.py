@@ -21,6 +21,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -34,6 +35,7 @@ from django_htmx.middleware import HtmxDetails
 
 from queues import audit, bulk, conf, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
+from queues.entroq.django_backend import DjangoBackend
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import ApiToken, AuditEntry, BulkRun
 from queues.service import client
@@ -282,17 +284,23 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
     newest_first = request.GET.get("order") == "newest"
     limit = clamp(request.GET.get("limit"), conf.get("DASHBOARD_PAGE_SIZE"), 10, 500)
     can_see_values = request.user.has_perm(VIEW_VALUE)
-    page = browse(
-        eq,
-        name,
-        newest_first=newest_first,
-        after=decode_cursor(request.GET.get("after")),
-        before=decode_cursor(request.GET.get("before")),
-        limit=limit,
-        state=state,
-        min_attempt=min_attempt,
-        omit_values=not can_see_values,
-        preview=PREVIEW_BYTES,
+    needle = request.GET.get("q", "") if can_see_values else ""
+    search = _search(eq, name, needle, request, limit) if needle else None
+    page = (
+        search.page
+        if search
+        else browse(
+            eq,
+            name,
+            newest_first=newest_first,
+            after=decode_cursor(request.GET.get("after")),
+            before=decode_cursor(request.GET.get("before")),
+            limit=limit,
+            state=state,
+            min_attempt=min_attempt,
+            omit_values=not can_see_values,
+            preview=PREVIEW_BYTES,
+        )
     )
     now = eq.time()
     context = {
@@ -319,10 +327,46 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         "order": "newest" if newest_first else "oldest",
         "limit": limit,
         "can_see_values": can_see_values,
+        "search": search,
         "now": now,
         "nav": "queues",
     }
     return render_page(request, "queues/queue.html", context, regions=["tasks"])
+
+
+@dataclass
+class Search:
+    """A bounded search of values: what it found, and where it stopped if it stopped."""
+
+    needle: str
+    page: TaskPage
+    scanned: int
+    stopped: str | None = None
+    problem: str = ""
+
+
+def _search(eq: EntroQ, queue: str, needle: str, request: HttpRequest, limit: int) -> Search:
+    """Search the next ``SEARCH_SCAN`` tasks of ``queue`` (from ``after``) for ``needle``."""
+    scan = conf.get("DASHBOARD_SEARCH_SCAN")
+    empty = TaskPage(tasks=[], older=None, newer=None)
+    backend = eq.backend
+    if not isinstance(backend, DjangoBackend):
+        return Search(needle, empty, 0, problem="Searching values needs the database backend.")
+    try:
+        found, stopped = backend.search_values(
+            queue,
+            needle.encode(),
+            after=decode_cursor(request.GET.get("after")),
+            scan=scan,
+            limit=limit,
+            timeout=conf.get("DASHBOARD_SEARCH_SECONDS"),
+        )
+    except OperationalError:
+        seconds = conf.get("DASHBOARD_SEARCH_SECONDS")
+        problem = f"The search took over {seconds} s and was stopped; narrow it down."
+        return Search(needle, empty, scan, problem=problem)
+    stop = wire.encode_bound(*stopped) if stopped else None
+    return Search(needle, TaskPage(tasks=found, older=None, newer=None), scan, stop)
 
 
 def _go_to_task(request: HtmxHttpRequest, eq: EntroQ, wanted: str) -> HttpResponse | None:

@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import timedelta
 from html import escape, unescape
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -730,3 +731,45 @@ def test_the_queue_page_goes_to_a_task_id(viewer: Client, dash: EntroQ) -> None:
     missing = viewer.get(f"/queue/g?id={uuid.uuid4()}")
     assert "finished, deleted, or never existed" in html(missing)
     assert "Not a task ID: nope" in html(viewer.get("/queue/g?id=nope"))
+
+
+# Searching values.
+
+
+def test_a_value_search_is_bounded_and_says_where_it_stopped(
+    operator: Client, dash: EntroQ, settings: Any
+) -> None:
+    settings.ENTROQ = {"DASHBOARD_SEARCH_SCAN": 10}
+    start = dash.time() - timedelta(hours=1)
+    for i in range(25):
+        value = b'{"customer": "acme"}' if i in (3, 17) else b'{"customer": "other"}'
+        insert(dash, "s", value, at=start + timedelta(seconds=i))
+
+    first = operator.get("/queue/s", {"q": "acme"})
+    assert len(first.context["page"].tasks) == 1
+    search = first.context["search"]
+    assert search.stopped
+    assert "reads at most 10 tasks at a time" in html(first)
+
+    second = operator.get("/queue/s", {"q": "acme", "after": search.stopped})
+    assert len(second.context["page"].tasks) == 1
+    third = operator.get("/queue/s", {"q": "acme", "after": second.context["search"].stopped})
+    assert third.context["page"].tasks == []
+    assert "Searched to the end of the queue" in html(third)
+
+
+def test_only_those_who_may_see_values_search_them(viewer: Client, dash: EntroQ) -> None:
+    insert(dash, "s", b"secret word")
+    page = viewer.get("/queue/s", {"q": "secret"})
+    assert page.context["search"] is None
+    assert len(page.context["page"].tasks) == 1, "the plain listing, not a search"
+
+
+@pytest.mark.postgres
+def test_a_value_search_that_runs_too_long_is_stopped(
+    operator: Client, dash: EntroQ, settings: Any
+) -> None:
+    settings.ENTROQ = {"DASHBOARD_SEARCH_SECONDS": 0.001, "DASHBOARD_SEARCH_SCAN": 100_000}
+    dash.modify(*[inserting_into("slow", value=b"x" * 2000) for _ in range(20_000)])
+    page = operator.get("/queue/slow", {"q": "needle"})
+    assert "The search took over 0.001 s and was stopped" in html(page)
