@@ -180,6 +180,7 @@ def test_screenshots_of_each_page(browser: Browser, live_server: LiveServer, sch
         "queue": "/queue/billing/charge/err",
         "task": f"/tasks/{error_task.id}",
         "claims": "/claims",
+        "triage": "/triage?queue=billing/charge/err",
     }
     for name, path in pages.items():
         page.goto(live_server.url + path)
