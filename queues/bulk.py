@@ -1,40 +1,41 @@
 """Bulk actions on every task of a queue that matches a filter, run in the background.
 
-``start`` records a ``BulkRun`` and, in the same transaction, inserts a task carrying
-its ID into the queue ``entroq/bulk``; a worker (``manage.py eqworker --handler
-queues.bulk.work --queue entroq/bulk``) claims it and runs ``execute``: 500 tasks a
-client-API modification, each committed on its own, with a pause between chunks so
-that the queue's own workers are never starved. Progress is saved after each chunk;
-if the worker dies, the carrier task's lease lapses and the next worker goes on from
-the saved cursor. A unique constraint allows one running run per scope (a queue and
-its filters), so starting a run twice is harmless.
+``start`` takes the IDs of the tasks in scope, then records a ``BulkRun`` and, in the
+same transaction, inserts a task carrying its ID into the queue ``entroq/bulk``. A
+worker (``manage.py eqworker --handler queues.bulk.work --queue entroq/bulk``) claims
+it and runs ``execute``: 500 tasks a client-API modification, each committed on its
+own, with a pause between chunks so that the queues' own workers are never starved.
+Progress is saved after each chunk; if the worker dies, the carrier task's lease
+lapses and the next worker goes on from the saved position. A unique constraint
+allows one running run per scope (a queue and its filters), so starting a run twice
+is harmless.
 
-A run acts on the tasks that matched when it started: those whose ``at`` was then
-past or present in (``at``, ``id``) order; tasks arriving later are not in scope.
-Tasks that changed meanwhile, or that a worker holds, are left alone and counted as
-conflicts (a bulk run never forces).
+A run acts on the tasks that matched when it started, each at most once; tasks that
+arrive later are left alone. A task that is gone or has left the queue by the time
+the run reaches it is counted as gone; one that a worker holds, or that changes
+under the run, is left alone and counted as a conflict (a bulk run never forces).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from queues import conf, triage
 from queues.entroq import EntroQ, ModifyArg, Task, inserting_into, ops
-from queues.entroq.ops import BulkResult
 from queues.entroq.tasks import TASK_STATES, check_queue
 from queues.models import AuditEntry, BulkRun
 from queues.models import Task as TaskRow
@@ -47,7 +48,6 @@ WORKER_COMMAND = f"manage.py eqworker --handler queues.bulk.work --queue {BULK_Q
 ACTIONS = ("retry", "delete", "move")
 CHUNK = ops.CHUNK
 CONFLICT_SAMPLE = 20
-LAST_ID = uuid.UUID(int=2**128 - 1)
 
 
 class AlreadyRunning(Exception):
@@ -60,13 +60,14 @@ class AlreadyRunning(Exception):
 
 @dataclass(frozen=True)
 class Scope:
-    """Which tasks: those of ``queue`` in ``state`` (any if empty) with attempt ≥ n."""
+    """Which tasks: those of ``queue`` in ``state`` (any if empty) with attempt ≥ n,
+    and, when ``error_group`` is not None, whose error is of that kind."""
 
     queue: str
     state: str = ""
     min_attempt: int = 0
-    #: Only tasks whose error, normalized, is this (see ``queues.triage``).
-    error_group: str = ""
+    #: A key of ``queues.triage.normalize``; "" is the group of empty errors.
+    error_group: str | None = None
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
@@ -77,7 +78,9 @@ class Scope:
 
     @property
     def key(self) -> str:
-        return json.dumps([self.queue, self.state, self.min_attempt, self.error_group])
+        """A digest of the scope, for the one-run-per-scope constraint."""
+        text = json.dumps([self.queue, self.state, self.min_attempt, self.error_group])
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def filters(self) -> dict[str, Any]:
@@ -93,19 +96,12 @@ class Scope:
             parts.append("scheduled" if self.state == "future" else self.state)
         if self.min_attempt:
             parts.append(f"attempt ≥ {self.min_attempt}")
-        if self.error_group:
-            parts.append(f"error like “{self.error_group}”")
+        if self.error_group is not None:
+            parts.append(f"error like “{self.error_group}”" if self.error_group else "no error")
         return ", ".join(parts)
 
-    def holds(self, task: Task) -> bool:
-        """Return whether ``task`` passes the filters SQL cannot apply."""
-        return self.holds_err(task.err)
-
-    def holds_err(self, err: str) -> bool:
-        return not self.error_group or triage.normalize(err) == self.error_group
-
-    def matching(self, now: datetime) -> QuerySet[TaskRow]:
-        """Return the task rows in scope at ``now`` (a read; only backends write rows)."""
+    def rows(self, now: datetime) -> QuerySet[TaskRow]:
+        """Return the rows the SQL filters match at ``now`` (a read: only backends write)."""
         rows = TaskRow.objects.filter(queue=self.queue)
         if self.state == "available":
             rows = rows.filter(at__lte=now)
@@ -115,7 +111,18 @@ class Scope:
             rows = rows.filter(at__gt=now, claimant__isnull=True)
         if self.min_attempt:
             rows = rows.filter(attempt__gte=self.min_attempt)
-        return rows
+        return rows.order_by("at", "id")
+
+    def ids(self) -> list[uuid.UUID]:
+        """Return the IDs of the tasks in scope now, in (at, id) order."""
+        rows = self.rows(client().time())
+        if self.error_group is None:
+            return list(rows.values_list("id", flat=True).iterator(5000))
+        return [
+            id
+            for id, err in rows.values_list("id", "err").iterator(5000)
+            if triage.normalize(err) == self.error_group
+        ]
 
 
 def action_of(action: str, target: str = "") -> Callable[[Task], Sequence[ModifyArg]]:
@@ -131,58 +138,52 @@ def action_of(action: str, target: str = "") -> Callable[[Task], Sequence[Modify
 
 def plan(scope: Scope, sample: int = 10) -> tuple[int, list[Task]]:
     """Return how many tasks are in scope now, and the first few (without values)."""
-    eq = client()
-    rows = scope.matching(eq.time()).order_by("at", "id")
-    if scope.error_group:
-        ids = [i for i, e in rows.values_list("id", "err").iterator(2000) if scope.holds_err(e)]
-        count, ids = len(ids), ids[:sample]
-    else:
+    if scope.error_group is None:
+        rows = scope.rows(client().time())
         count, ids = rows.count(), list(rows.values_list("id", flat=True)[:sample])
-    return count, eq.tasks(ids=ids, omit_values=True) if ids else []
+    else:
+        every = scope.ids()
+        count, ids = len(every), every[:sample]
+    return count, client().tasks(ids=ids, omit_values=True) if ids else []
 
 
 def start(
     user: AbstractBaseUser | AnonymousUser, action: str, scope: Scope, target: str = ""
 ) -> BulkRun:
-    """Record a run and queue it for a worker; raise ``AlreadyRunning`` if one is."""
+    """Record a run on the tasks in scope now and queue it for a worker.
+
+    Raise ``AlreadyRunning`` if a run on the same scope is running.
+    """
     action_of(action, target)  # refuse a bad action or target before anything is stored
-    eq = client()
-    with transaction.atomic():
-        matching = scope.matching(eq.time())
-        # The scope's end: the last task in (at, id) order that matches now.
-        last = matching.order_by("-at", "-id").values_list("at", "id").first()
-        total = plan(scope, sample=0)[0] if scope.error_group else matching.count()
-        run = BulkRun(
-            user_id=user.pk if user.is_authenticated else None,
-            username=user.get_username(),
-            action=action,
-            queue=scope.queue,
-            filters=scope.filters,
-            target=target,
-            bound_at=last[0] if last else timezone.now(),
-            bound_id=last[1] if last else LAST_ID,
-            total=total,
-            scope=scope.key,
-        )
-        try:
-            with transaction.atomic():
-                run.save()
-        except IntegrityError:
-            running = BulkRun.objects.filter(scope=scope.key, status=BulkRun.Status.RUNNING)
-            raise AlreadyRunning(running.get()) from None
-        # In the same transaction: the run exists if and only if a worker will run it.
-        eq.modify(inserting_into(BULK_QUEUE, value=str(run.pk).encode()))
+    ids = scope.ids()  # outside the transaction: SQLite would hold its write lock
+    run = BulkRun(
+        user_id=user.pk if user.is_authenticated else None,
+        username=user.get_username(),
+        action=action,
+        queue=scope.queue,
+        filters=scope.filters,
+        target=target,
+        ids=[i.hex for i in ids],
+        total=len(ids),
+        scope=scope.key,
+    )
+    try:
+        with transaction.atomic():
+            run.save()
+            # In the same transaction: the run exists if and only if a worker will run it.
+            client().modify(inserting_into(BULK_QUEUE, value=str(run.pk).encode()))
+    except IntegrityError:
+        running = BulkRun.objects.filter(scope=scope.key, status=BulkRun.Status.RUNNING).first()
+        if running is None:  # it ended meanwhile
+            return start(user, action, scope, target)
+        raise AlreadyRunning(running) from None
     _log(run, f"started run #{run.pk} on {run.total:,} tasks")
     return run
 
 
 def cancel(run: BulkRun, user: AbstractBaseUser | AnonymousUser | None = None) -> None:
     """Stop ``run`` after its current chunk."""
-    stopped = BulkRun.objects.filter(pk=run.pk, status=BulkRun.Status.RUNNING).update(
-        status=BulkRun.Status.CANCELLED, finished=timezone.now()
-    )
-    if stopped:
-        run.refresh_from_db()
+    if _end(run, BulkRun.Status.CANCELLED):
         who = f" by {user.get_username()}" if user is not None else ""
         _log(run, f"run #{run.pk} cancelled{who} after {run.done:,} done")
 
@@ -201,77 +202,84 @@ def execute(
     *,
     between_chunks: Callable[[BulkRun], None] | None = None,
 ) -> BulkRun:
-    """Run ``run`` from its cursor to the end of its scope, saving progress per chunk."""
+    """Run ``run`` from its saved position to the end, saving progress per chunk.
+
+    Only one executor moves a run on: progress is saved only if the position is still
+    the one this executor started the chunk from.
+    """
     eq = eq or client()
-    scope = Scope(run.queue, **run.filters)
     act = action_of(run.action, run.target)
     pause = float(conf.get("BULK_PAUSE_SECONDS"))
+    run.refresh_from_db()
+    ids = [uuid.UUID(hex=i) for i in run.ids]
     try:
-        while True:
-            run.refresh_from_db(fields=["status"])
-            if run.status != BulkRun.Status.RUNNING:
-                return run
-            after = (run.cursor_at, run.cursor_id) if run.cursor_at and run.cursor_id else None
-            page = eq.tasks(
-                run.queue,
-                after=after,
-                before=_just_after(run.bound_at, run.bound_id),
-                limit=CHUNK,
-                state=scope.state,
-                min_attempt=scope.min_attempt,
-                omit_values=run.action != "retry",
-            )
-            if not page:
-                break
-            chosen = [task for task in page if scope.holds(task)]
-            _save_progress(run, page[-1], ops.apply_each(eq, chosen, act, chunk=CHUNK))
+        while run.status == BulkRun.Status.RUNNING and run.position < len(ids):
+            chunk = ids[run.position : run.position + CHUNK]
+            found = eq.tasks(ids=chunk, omit_values=run.action != "retry")
+            # Still where the run found it; changes to anything else are the store's
+            # to refuse (a conflict), and state filters chose when the run started.
+            current = [t for t in found if t.queue == run.queue]
+            result = ops.apply_each(eq, current, act, chunk=CHUNK)
+            if not _save_progress(run, len(chunk), len(chunk) - len(current), result):
+                return run  # another executor has moved this run on
             if between_chunks is not None:
                 between_chunks(run)
-            time.sleep(pause)  # let the queue's own workers have the database
+            time.sleep(pause)  # let the queues' own workers have the database
+            run.refresh_from_db(fields=["status"])
+    except (OperationalError, InterfaceError):
+        raise  # an outage: the worker backs off, and the run resumes later
     except Exception as error:
-        from django.db import DatabaseError
-
-        if isinstance(error, DatabaseError):
-            raise  # an outage: the worker backs off, and the run resumes later
         logger.exception("bulk run #%s failed", run.pk)
-        BulkRun.objects.filter(pk=run.pk).update(
-            status=BulkRun.Status.FAILED, error=repr(error)[:2000], finished=timezone.now()
-        )
-        run.refresh_from_db()
-        _log(run, f"run #{run.pk} failed: {error!r}")
+        if _end(run, BulkRun.Status.FAILED, error=repr(error)[:2000]):
+            _log(run, f"run #{run.pk} failed: {error!r}")
         return run
-    updated = BulkRun.objects.filter(pk=run.pk, status=BulkRun.Status.RUNNING).update(
-        status=BulkRun.Status.DONE, finished=timezone.now()
-    )
-    run.refresh_from_db()
-    if updated:
-        _log(run, f"run #{run.pk} finished: {run.done:,} done, {run.conflicts:,} conflicts")
+    if _end(run, BulkRun.Status.DONE):
+        _log(
+            run,
+            f"run #{run.pk} finished: {run.done:,} done, {run.conflicts:,} conflicts, "
+            f"{run.gone:,} gone",
+        )
     return run
 
 
-def _just_after(at: datetime, id: uuid.UUID) -> tuple[datetime, uuid.UUID]:
-    """Return the bound just after (at, id): ``before`` bounds are strict."""
-    if id.int < LAST_ID.int:
-        return at, uuid.UUID(int=id.int + 1)
-    return at + timedelta(microseconds=1), uuid.UUID(int=1)
-
-
-def _save_progress(run: BulkRun, last: Task, result: BulkResult) -> None:
-    run.done += len(result.done)
-    run.conflicts += len(result.conflicts)
+def _save_progress(run: BulkRun, read: int, gone: int, result: ops.BulkResult) -> bool:
     room = CONFLICT_SAMPLE - len(run.conflict_sample)
-    run.conflict_sample += [
+    sample = run.conflict_sample + [
         {"id": str(item.id), "version": item.version, "detail": why}
         for item, why in result.conflicts[: max(room, 0)]
     ]
-    run.cursor_at, run.cursor_id = last.at, last.id
-    run.save(update_fields=["done", "conflicts", "conflict_sample", "cursor_at", "cursor_id"])
+    saved = BulkRun.objects.filter(pk=run.pk, position=run.position).update(
+        position=F("position") + read,
+        done=F("done") + len(result.done),
+        conflicts=F("conflicts") + len(result.conflicts),
+        gone=F("gone") + gone,
+        conflict_sample=sample,
+        updated=timezone.now(),
+    )
+    run.refresh_from_db()
+    return bool(saved)
+
+
+def _end(run: BulkRun, status: str, error: str = "") -> bool:
+    """End a running run with ``status``; return False if it had ended already."""
+    ended = BulkRun.objects.filter(pk=run.pk, status=BulkRun.Status.RUNNING).update(
+        status=status, finished=timezone.now(), error=error
+    )
+    run.refresh_from_db()
+    return bool(ended)
 
 
 def _log(run: BulkRun, detail: str) -> None:
-    outcome = AuditEntry.Outcome.DONE
-    if run.status in (BulkRun.Status.FAILED, BulkRun.Status.CANCELLED) or run.conflicts:
-        outcome = AuditEntry.Outcome.PARTIAL if run.done else AuditEntry.Outcome.CONFLICT
+    if run.status == BulkRun.Status.RUNNING or (run.done and not run.conflicts):
+        outcome = AuditEntry.Outcome.DONE
+    elif run.done:
+        outcome = AuditEntry.Outcome.PARTIAL
+    elif run.conflicts:
+        outcome = AuditEntry.Outcome.CONFLICT
+    else:
+        outcome = AuditEntry.Outcome.REFUSED
+    if run.status == BulkRun.Status.DONE and not run.done and not run.conflicts:
+        outcome = AuditEntry.Outcome.DONE  # nothing was left to do
     AuditEntry.objects.create(
         user_id=run.user_id,
         username=run.username,

@@ -105,11 +105,13 @@ class ApiToken(models.Model):
 
 
 class BulkRun(models.Model):
-    """An action on every task of a queue that matches a filter, run in the background.
+    """An action on every task of a queue that matched a filter, run in the background.
 
-    A worker runs it in chunks (``queues.bulk``), recording its progress here after
-    each chunk, so a run survives the crash of the process running it: the task that
-    carries it is redelivered and the next worker goes on from ``cursor``.
+    The IDs of the tasks in scope are taken when the run starts: tasks that arrive
+    later are left alone, and no task is acted on twice. A worker runs it in chunks
+    (``queues.bulk``), saving its ``position`` after each, so a run survives the crash
+    of the process running it: the task that carries it is redelivered and the next
+    worker goes on from there.
     """
 
     class Status(models.TextChoices):
@@ -119,30 +121,31 @@ class BulkRun(models.Model):
         FAILED = "failed", "failed"
 
     created = models.DateTimeField(default=timezone.now)
+    # When a worker last saved progress (or the run was created).
+    updated = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     username = models.CharField(max_length=150)
     action = models.CharField(max_length=20)
     queue = models.CharField(max_length=MAX_QUEUE_LENGTH)
-    # {"state": ..., "min_attempt": ...}: the queue page's filters.
+    # {"state": ..., "min_attempt": ..., "error_group": ...}: the filters that chose.
     filters = models.JSONField(default=dict)
     target = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
-    # The last task in scope when the run started, in (at, id) order: tasks that arrive
-    # later sort after it and are left alone. The run acts on tasks up to it.
-    bound_at = models.DateTimeField()
-    bound_id = models.UUIDField()
-    # Where the run has got to: the last task it acted on, in (at, id) order.
-    cursor_at = models.DateTimeField(null=True)
-    cursor_id = models.UUIDField(null=True)
+    # The hex IDs of the tasks in scope at the start, in (at, id) order.
+    ids = models.JSONField(default=list)
+    # How many of ``ids`` the run has been through.
+    position = models.IntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     total = models.IntegerField(default=0)
     done = models.IntegerField(default=0)
     conflicts = models.IntegerField(default=0)
-    # The first conflicts, to show: [{"id": ..., "detail": ...}].
+    # Tasks gone, or moved out of the queue, before the run reached them.
+    gone = models.IntegerField(default=0)
+    # The first conflicts, to show: [{"id": ..., "version": ..., "detail": ...}].
     conflict_sample = models.JSONField(default=list)
-    # The queue and filters as one string: one run per scope at a time.
-    scope = models.CharField(max_length=MAX_QUEUE_LENGTH + 200)
+    # A digest of the queue and filters: one running run per scope at a time.
+    scope = models.CharField(max_length=64)
     finished = models.DateTimeField(null=True)
     error = models.TextField(blank=True)
 

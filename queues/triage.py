@@ -22,14 +22,23 @@ NORMALIZERS = [
         re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"),
         "<time>",
     ),
-    (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", re.I), "<hex>"),
-    (re.compile(r"\d+(\.\d+)?"), "<n>"),
+    (re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<hex>"),
+    # Long numbers are IDs and counts; short ones (HTTP 503, errno 13) tell kinds apart.
+    (re.compile(r"\d{4,}|\d+\.\d+"), "<n>"),
     (re.compile(r"\s+"), " "),
 ]
 
 
 def normalize(err: str) -> str:
-    """Return ``err`` with what varies between failures of one kind taken out."""
+    """Return ``err`` with what varies between failures of one kind taken out.
+
+    A many-line error (a traceback) is known by its first and last lines: the last
+    names the exception, which a cut of the whole text would lose.
+    """
+    lines = [line for line in err.splitlines() if line.strip()]
+    if len(lines) > 2:
+        err = f"{lines[0][:MAX_KEY]} … {lines[-1][:MAX_KEY]}"
+    err = err[: 4 * MAX_KEY]  # what is cut here cannot reach the key anyway
     for pattern, replacement in NORMALIZERS:
         err = pattern.sub(replacement, err)
     return err.strip()[:MAX_KEY]

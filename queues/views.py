@@ -342,6 +342,8 @@ class Search:
     page: TaskPage
     scanned: int
     stopped: str | None = None
+    #: It stopped at a page of matches, not at the scan cap.
+    full: bool = False
     problem: str = ""
 
 
@@ -366,7 +368,8 @@ def _search(eq: EntroQ, queue: str, needle: str, request: HttpRequest, limit: in
         problem = f"The search took over {seconds} s and was stopped; narrow it down."
         return Search(needle, empty, scan, problem=problem)
     stop = wire.encode_bound(*stopped) if stopped else None
-    return Search(needle, TaskPage(tasks=found, older=None, newer=None), scan, stop)
+    full = len(found) >= limit
+    return Search(needle, TaskPage(tasks=found, older=None, newer=None), scan, stop, full=full)
 
 
 def _go_to_task(request: HtmxHttpRequest, eq: EntroQ, wanted: str) -> HttpResponse | None:
@@ -806,7 +809,8 @@ def _bulk_form(request: HttpRequest) -> tuple[bulk.Scope, str, str]:
         queue=post.get("queue", ""),
         state=post.get("state", "") if post.get("state") in TASK_STATES else "",
         min_attempt=clamp(post.get("attempt"), 0, 0, 2**31 - 1),
-        error_group=post.get("group", "")[: triage.MAX_KEY],
+        # Present (even empty: the group of empty errors) only from the triage page.
+        error_group=post["group"][: triage.MAX_KEY] if "group" in post else None,
     )
     action = post.get("action", "")
     target = post.get("target", "").strip() if action == "move" else ""
@@ -858,10 +862,11 @@ def bulk_start(request: HtmxHttpRequest) -> HttpResponse:
     except (TypeError, ValueError) as problem:
         messages.error(request, f"Cannot start that: {problem}.")
         return HttpResponseRedirect(reverse("queues:overview"), status=303)
-    planned = clamp(request.POST.get("planned"), -1, -1, 2**62)
+    # Counted again here: the form's count is the client's word, and may be stale.
+    count = bulk.plan(scope, sample=0)[0]
     typed = request.POST.get("typed", "").replace(",", "").strip()
-    if planned >= conf.get("BULK_TYPED_CONFIRM") and typed != str(planned):
-        ask = f"Type {planned} to confirm: the number of tasks this acts on."
+    if count >= conf.get("BULK_TYPED_CONFIRM") and typed != str(count):
+        ask = f"Type {count} to confirm: the number of tasks this acts on now."
         return _render_plan(request, scope, action, target, ask)
     try:
         run = bulk.start(request.user, action, scope, target)
@@ -878,16 +883,12 @@ def bulk_run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = BulkRun.objects.filter(pk=pk).first()
     if run is None:
         raise Http404("no such bulk run")
-    waiting = (
-        run.status == BulkRun.Status.RUNNING
-        and run.done + run.conflicts == 0
-        and (timezone.now() - run.created).total_seconds() > 5
-    )
+    idle = (timezone.now() - run.updated).total_seconds()
     context = {
         "run": run,
         "scope": bulk.Scope(run.queue, **run.filters),
-        "left": max(run.total - run.done - run.conflicts, 0),
-        "waiting": waiting,
+        # No worker has saved progress for a while: none runs, or its carrier is gone.
+        "stalled": round(idle) if run.status == BulkRun.Status.RUNNING and idle > 30 else 0,
         "worker_command": bulk.WORKER_COMMAND,
         "nav": "queues",
     }

@@ -775,56 +775,50 @@ class DjangoBackend(Backend):
         timeout: float = 2.0,
     ) -> tuple[list[Task], tuple[datetime, uuid.UUID] | None]:
         """Return tasks of ``queue`` whose value contains ``needle`` (values cut to 160
-        bytes), looking at no more than ``scan`` tasks after ``after`` in (at, id) order.
+        bytes), reading no more than ``scan`` tasks after ``after`` in (at, id) order.
 
-        Also return where the search stopped if it stopped early: the scan cap or the
-        ``limit`` was reached (None when it read to the end of the queue). On
-        PostgreSQL the search runs under a statement timeout of ``timeout`` seconds;
+        Also return where the search stopped when it stopped early, at ``limit``
+        matches or at ``scan`` tasks read (None when it read to the end of the queue).
+        One statement reads the window, so what it reports is one snapshot. On
+        PostgreSQL it runs under a statement timeout of ``timeout`` seconds;
         ``django.db.OperationalError`` says it ran out.
         """
         dialect = self.dialect
+        postgres = connections[self.using].vendor == "postgresql"
         params = dialect.params()
-        params.update(queue=queue, needle=needle, scan=int(scan), limit=int(limit))
+        params.update(queue=queue, needle=needle, scan=int(scan) + 1)
         bound = ""
         if after is not None:
             bound = " AND (at, id) > (%(after_at)s, %(after_id)s)"
             params.update(after_at=dialect.db_time(after[0]), after_id=dialect.db_uuid(after[1]))
-        contains = (
-            "position(%(needle)s in value) > 0"
-            if connections[self.using].vendor == "postgresql"
-            else "instr(value, %(needle)s) > 0"
-        )
-        window = (
-            f"SELECT * FROM {TASK_TABLE} WHERE queue = %(queue)s{bound} "
-            "ORDER BY at, id LIMIT %(scan)s"
-        )
-        columns = COLUMNS.replace("value", "substr(value, 1, 160)")
+        hit = "position(%(needle)s in value) > 0" if postgres else "instr(value, %(needle)s) > 0"
+        columns = COLUMNS.replace("value", "CASE WHEN hit THEN substr(value, 1, 160) END")
         sql = (
-            f"SELECT {columns} FROM ({window}) scanned WHERE {contains} "
-            "ORDER BY at, id LIMIT %(limit)s"
+            f"SELECT {columns}, hit FROM (SELECT *, {hit} AS hit FROM {TASK_TABLE} "
+            f"WHERE queue = %(queue)s{bound} ORDER BY at, id LIMIT %(scan)s) scanned "
+            "ORDER BY at, id"
         )
-        last_sql = f"SELECT at, id FROM ({window}) scanned ORDER BY at DESC, id DESC LIMIT 1"
         with transaction.atomic(using=self.using):
-            if connections[self.using].vendor == "postgresql":
-                self._execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}", {})
-            found = [dialect.row_to_task(row) for row in self._execute(sql, params)]
-            last_rows = self._execute(last_sql, params)
-        if len(found) >= limit:
-            return found, (found[-1].at, found[-1].id)
-        if not last_rows:
+            if postgres:
+                # SET LOCAL lasts to the end of the outermost transaction: put it back.
+                previous = self._execute("SHOW statement_timeout", {})[0][0]
+                self._execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}", {})
+            rows = self._execute(sql, params)
+            if postgres:
+                self._execute(
+                    "SELECT set_config('statement_timeout', %(t)s, true)", {"t": previous}
+                )
+        more = len(rows) > scan
+        found = []
+        for row in rows[:scan]:
+            if row[-1]:
+                found.append(dialect.row_to_task(row[:-1]))
+                if len(found) == limit:
+                    return found, (found[-1].at, found[-1].id)
+        if not more:
             return found, None
-        scanned_to = (dialect.read_time(last_rows[0][0]), dialect.read_uuid(last_rows[0][1]))
-        more = self._execute(
-            f"SELECT 1 FROM {TASK_TABLE} WHERE queue = %(queue)s AND (at, id) > "
-            "(%(last_at)s, %(last_id)s) LIMIT 1",
-            {
-                **dialect.params(),
-                "queue": queue,
-                "last_at": dialect.db_time(scanned_to[0]),
-                "last_id": dialect.db_uuid(scanned_to[1]),
-            },
-        )
-        return found, scanned_to if more else None
+        last = dialect.row_to_task(rows[scan - 1][:-1])
+        return found, (last.at, last.id)
 
     def in_transaction(self) -> bool:
         return bool(connections[self.using].in_atomic_block)
