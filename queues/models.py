@@ -161,3 +161,25 @@ class BulkRun(models.Model):
 
     def __str__(self) -> str:
         return f"bulk {self.action} #{self.pk} on {self.queue} ({self.status})"
+
+
+class StatsSnapshot(models.Model):
+    """Every queue's stats at one moment, shared by every viewer of the dashboard.
+
+    Taken at most once per ``slot`` (the refresh period); ``kept`` snapshots, one
+    every few minutes, stay for the charts, the others are pruned soon.
+    """
+
+    taken = models.DateTimeField(db_index=True)
+    # The refresh period this snapshot belongs to: one snapshot a period, whoever asks.
+    slot = models.BigIntegerField(unique=True)
+    kept = models.BooleanField(default=False)
+    # {queue: [size, available, claimed, future, max_claims, earliest or null]}; null
+    # while the request that claimed the slot computes them.
+    stats = models.JSONField(null=True)
+
+    class Meta:
+        ordering = ["-taken"]
+
+    def __str__(self) -> str:
+        return f"stats of {len(self.stats or {})} queues at {self.taken:%H:%M:%S}"

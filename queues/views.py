@@ -33,7 +33,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from queues import audit, bulk, conf, tokens, triage, values
+from queues import audit, bulk, charts, conf, snapshots, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.django_backend import DjangoBackend
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
@@ -50,6 +50,7 @@ ERROR_SUFFIX = "/err"
 PREVIEW_BYTES = 160
 MAX_REFRESH_SECONDS = 3600
 MAX_CLAIMS_SHOWN = 1000
+CHART_HOURS = 6
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -168,13 +169,14 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
     sort = sort if sort in SORTS else "name"
     descending = request.GET.get("dir") == "desc"
     limit = conf.get("DASHBOARD_MAX_QUEUES")
-    eq = client()
-    now = eq.time()
-    stats = eq.queue_stats(match_prefix=prefix or (), limit=limit + 1)
-    truncated = len(stats) > limit
-    if truncated:
-        stats.popitem()
+    snapshot = snapshots.latest()  # shared by every viewer: one computation a period
+    now = snapshot.taken
+    matching = [(q, s) for q, s in snapshot.stats.items() if q.startswith(prefix)]
+    truncated = len(matching) > limit
+    stats = dict(matching[:limit])
     rows = sorted(queue_rows(stats, now), key=SORTS[sort], reverse=descending)
+    names = [row.stat.name for row in rows]
+    series = snapshots.history(names + [n + ERROR_SUFFIX for n in names], hours=CHART_HOURS)
     context = {
         "rows": rows,
         "prefix": prefix,
@@ -200,6 +202,14 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         "truncated": truncated,
         "limit": limit,
         "now": now,
+        "charts": {
+            row.stat.name: charts.sparkline(
+                series[row.stat.name],
+                series[row.stat.name + ERROR_SUFFIX] if row.errors is not None else None,
+            )
+            for row in rows
+        },
+        "chart_hours": CHART_HOURS,
         "nav": "queues",
     }
     return render_page(request, "queues/overview.html", context, regions=["queues"])
@@ -486,9 +496,10 @@ def _query(**params: str) -> str:
 def claims(request: HtmxHttpRequest) -> HttpResponse:
     """Show the tasks held right now, grouped by claimant, with each lease's time left."""
     eq = client()
+    snapshot = snapshots.latest()
     now = eq.time()
     held: list[Task] = []
-    for name, stat in eq.queue_stats().items():
+    for name, stat in snapshot.stats.items():
         if stat.claimed and len(held) < MAX_CLAIMS_SHOWN:
             held += eq.tasks(
                 name, state="claimed", omit_values=True, limit=MAX_CLAIMS_SHOWN - len(held)

@@ -64,6 +64,11 @@ def queue_url(name: str) -> str:
     return reverse("queues:queue", kwargs={"name": name})
 
 
+@register.filter
+def get_item(mapping: dict[str, Any], key: str) -> Any:
+    return mapping.get(key, "")
+
+
 @register.simple_tag(takes_context=True)
 def query(context: dict[str, Any], **changes: Any) -> str:
     """Return ``?`` and the current query string with ``changes`` (empty values drop)."""

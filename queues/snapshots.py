@@ -1,0 +1,97 @@
+"""Queue stats shared by every viewer: one snapshot per refresh period, kept for charts.
+
+The overview and the claims view read the newest snapshot; the first request of a
+new period takes the next one (a unique slot decides which request, across
+processes), so open tabs cost the database one ``queue_stats`` per period in all,
+not one per tab. A snapshot every ``KEEP_EVERY`` is kept for ``KEEP_HOURS`` hours,
+for the charts; the others are pruned after ``RECENT``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from queues import conf
+from queues.entroq import QueueStat
+from queues.entroq.wire import decode_time, encode_time
+from queues.models import StatsSnapshot
+from queues.service import client
+
+KEEP_EVERY = timedelta(minutes=5)
+KEEP_HOURS = 6
+RECENT = timedelta(minutes=10)
+
+
+@dataclass
+class Snapshot:
+    taken: datetime
+    stats: dict[str, QueueStat]
+
+
+def latest() -> Snapshot:
+    """Return stats at most one refresh period old, taking them if none are."""
+    period = max(float(conf.get("DASHBOARD_MIN_REFRESH_SECONDS")), 0.5)
+    now = client().time()
+    complete = StatsSnapshot.objects.filter(stats__isnull=False).order_by("-taken")
+    newest = complete.first()
+    if newest is not None and (now - newest.taken).total_seconds() < period:
+        return _read(newest)
+    try:
+        # A short write of its own claims the period: only then are stats computed,
+        # outside any transaction (SQLite would hold its write lock meanwhile).
+        with transaction.atomic():
+            row = StatsSnapshot.objects.create(taken=now, slot=math.floor(now.timestamp() / period))
+    except IntegrityError:
+        # Another request is taking this period's snapshot: use the newest there is.
+        return _read(newest) if newest is not None else Snapshot(now, client().queue_stats())
+    stats = client().queue_stats()
+    kept = not StatsSnapshot.objects.filter(kept=True, taken__gt=now - KEEP_EVERY).exists()
+    StatsSnapshot.objects.filter(pk=row.pk).update(
+        stats={name: _pack(stat) for name, stat in stats.items()}, kept=kept
+    )
+    _prune(now)
+    return Snapshot(now, stats)
+
+
+def history(queues: list[str], hours: int = KEEP_HOURS) -> dict[str, list[tuple[datetime, int]]]:
+    """Return each queue's size at each kept snapshot of the last ``hours``, oldest first."""
+    since = timezone.now() - timedelta(hours=hours)
+    series: dict[str, list[tuple[datetime, int]]] = {q: [] for q in queues}
+    kept = StatsSnapshot.objects.filter(kept=True, taken__gte=since, stats__isnull=False)
+    kept = kept.order_by("taken")
+    for taken, stats in kept.values_list("taken", "stats"):
+        for queue in queues:
+            packed = (stats or {}).get(queue)
+            series[queue].append((taken, packed[0] if packed else 0))
+    return series
+
+
+def _pack(stat: QueueStat) -> list[object]:
+    earliest = None if stat.earliest is None else encode_time(stat.earliest)
+    return [stat.size, stat.available, stat.claimed, stat.future, stat.max_claims, earliest]
+
+
+def _read(row: StatsSnapshot) -> Snapshot:
+    stats = {}
+    for name, (size, available, claimed, future, max_claims, earliest) in (row.stats or {}).items():
+        stats[name] = QueueStat(
+            name=name,
+            size=size,
+            available=available,
+            claimed=claimed,
+            future=future,
+            max_claims=max_claims,
+            earliest=None if earliest is None else decode_time(earliest, "earliest"),
+        )
+    return Snapshot(row.taken, stats)
+
+
+def _prune(now: datetime) -> None:
+    # Not kept, or never completed (the request that claimed it died).
+    StatsSnapshot.objects.filter(kept=False, taken__lt=now - RECENT).delete()
+    StatsSnapshot.objects.filter(taken__lt=now - timedelta(hours=KEEP_HOURS)).delete()

@@ -1,0 +1,79 @@
+"""Queue stats shared by every viewer, kept for charts, pruned."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from pytest_django.fixtures import Settings
+
+from queues import snapshots
+from queues.entroq import EntroQ, inserting_into
+from queues.models import StatsSnapshot
+
+
+def stats_queries(queries: CaptureQueriesContext) -> int:
+    return sum(1 for q in queries if "GROUP BY queue" in q["sql"])
+
+
+@pytest.mark.django_db
+def test_viewers_within_a_period_share_one_computation(viewer: Client, settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 60}
+    EntroQ().modify(inserting_into("q"))
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            assert viewer.get("/", {"refresh": "2"}).status_code == 200
+        viewer.get("/claims")
+    assert stats_queries(queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_take_one_snapshot_a_period(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 60}
+    EntroQ().modify(inserting_into("q"))
+    results: list[snapshots.Snapshot] = []
+
+    def look() -> None:
+        try:
+            results.append(snapshots.latest())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=look) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(results) == 6
+    assert StatsSnapshot.objects.count() == 1
+    assert all(r.stats["q"].size == 1 for r in results if r.stats)
+
+
+@pytest.mark.django_db
+def test_old_snapshots_are_pruned_and_kept_ones_chart(viewer: Client, settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 1}
+    now = timezone.now()
+    for minutes, size in ((400, 1), (60, 3), (30, 5), (20, 2)):
+        StatsSnapshot.objects.create(
+            taken=now - timedelta(minutes=minutes),
+            slot=-minutes,
+            kept=True,
+            stats={"jobs": [size, size, 0, 0, 0, None], "jobs/err": [1, 1, 0, 0, 0, None]},
+        )
+    StatsSnapshot.objects.create(taken=now - timedelta(minutes=15), slot=-15, stats={})
+    EntroQ().modify(inserting_into("jobs"))
+
+    page = viewer.get("/").content.decode()
+
+    assert not StatsSnapshot.objects.filter(taken__lt=now - timedelta(hours=6)).exists()
+    assert not StatsSnapshot.objects.filter(slot=-15).exists(), "an unkept old one goes"
+    assert '<svg class="spark"' in page
+    assert '<polyline class="depth"' in page
+    assert '<polyline class="errors"' in page
+    assert "size 1 to 5" in page
