@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # pyenv picks the version in .python-version inside the checkout.
 PYTHON ?= python3
 
-.PHONY: run demo serve test test-sqlite test-postgres lint bench install migrate browser clean
+.PHONY: run demo serve bench-dashboard test test-sqlite test-postgres lint bench install migrate browser clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (found " + sys.version.split()[0] + "); see .python-version")'
@@ -89,6 +89,10 @@ bench: install
 	$(PY) bench/lifecycle.py $(BENCH_ARGS)
 	$(PY) bench/workers.py $(WORKERS_ARGS)
 	$(PY) bench/http_api.py $(HTTP_ARGS)
+
+## The dashboard's pages on 1,000,000 tasks in 1,000 queues (a PostgreSQL cluster it starts).
+bench-dashboard: install
+	$(PY) bench/dashboard.py $(DASHBOARD_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,156 @@
+"""The dashboard's pages at scale: 1,000,000 tasks in 1,000 queues on PostgreSQL.
+
+Builds the data set in a throwaway cluster at default durability (one queue of
+500,000 tasks, its error queue of 100,000 failures of a dozen kinds, and 400,000
+tasks in 998 more queues, some claimed), then asks each page through Django's test
+client in this process, as a logged-in superuser, and prints the median and p95
+server time of each and the queries it ran. ``make bench-dashboard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.pgcluster import cluster  # noqa: E402
+from scripts.webserver import PRODUCTION, manage  # noqa: E402
+
+BUILD = """
+INSERT INTO entroq_task (id, queue, version, at, claimant, claims, value, created, modified,
+                         attempt, err)
+SELECT gen_random_uuid(), 'big', 0, now() - (n || ' seconds')::interval, NULL, 0,
+       convert_to('{"order": ' || n || ', "customer": "c-' || (n %% 977) || '"}', 'UTF8'),
+       now(), now(), 0, ''
+FROM generate_series(1, %(big)s) n;
+
+INSERT INTO entroq_task (id, queue, version, at, claimant, claims, value, created, modified,
+                         attempt, err)
+SELECT gen_random_uuid(), 'big/err', 0, now() - (n || ' seconds')::interval, NULL, 0,
+       convert_to('{"task": {"queue": "big"}, "err": "failed"}', 'UTF8'),
+       now() - (n || ' seconds')::interval, now(), 3,
+       (ARRAY['timeout after 30 s talking to payments-api (request ' || n || ')',
+              'card ' || n || '1234 declined',
+              'HTTP 503 from inventory',
+              'KeyError: ''sku''',
+              'connection reset by peer at ' || to_char(now(), 'YYYY-MM-DD"T"HH24:MI:SS'),
+              'image ' || n || '.jpg is truncated: expected 48213 bytes, got 1024',
+              'quota exceeded for tenant ' || (n %% 50),
+              'deadlock detected',
+              'upstream returned 429',
+              'validation failed: missing field email',
+              'disk full on /var/spool/' || (n %% 7),
+              'unknown error'])[1 + n %% 12]
+FROM generate_series(1, %(errors)s) n;
+
+INSERT INTO entroq_task (id, queue, version, at, claimant, claims, value, created, modified,
+                         attempt, err)
+SELECT gen_random_uuid(), 'queue-' || lpad((n %% 998)::text, 3, '0'), 0,
+       CASE WHEN n %% 50 = 0 THEN now() + interval '5 minutes' ELSE now() - interval '1 hour' END,
+       CASE WHEN n %% 50 = 0 THEN gen_random_uuid() END, (n %% 50 = 0)::int,
+       '\\x7b7d'::bytea, now(), now(), 0, ''
+FROM generate_series(1, %(rest)s) n;
+VACUUM ANALYZE entroq_task;
+"""
+
+
+def build(url: str, big: int, errors: int, rest: int) -> float:
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as db:
+        for statement in BUILD.split(";\n"):
+            if statement.strip():
+                db.execute(statement, {"big": big, "errors": errors, "rest": rest})
+    return time.perf_counter() - started
+
+
+def measure(args: argparse.Namespace) -> None:
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from queues.entroq import EntroQ
+    from queues.models import StatsSnapshot
+    from queues.views import encode_cursor
+
+    user = User.objects.create_superuser("bench", email="")
+    client = Client()
+    client.force_login(user)
+    eq = EntroQ()
+    middle = eq.tasks("big", limit=1, after=None, newest_first=False)
+    deep = eq.tasks("big", limit=args.big // 2)[-1] if middle else None
+    some_task = middle[0]
+    cursor = encode_cursor(deep) if deep else ""
+    pages = {
+        "overview (new snapshot)": ("/", True),
+        "overview (shared snapshot)": ("/", False),
+        "queue page, deep, older": (f"/queue/big?before={cursor}", False),
+        "queue page, deep, newer": (f"/queue/big?after={cursor}&order=newest", False),
+        "task page": (f"/tasks/{some_task.id}", False),
+        "claims view": ("/claims", False),
+        "triage of the error queue": ("/triage?queue=big/err", False),
+    }
+    print(f"\n{'page':<30} {'median ms':>10} {'p95 ms':>8} {'queries':>8}  status")
+    for name, (path, fresh) in pages.items():
+        times, counts, status = [], [], 0
+        client.get(path)  # warm
+        for _ in range(args.repeats):
+            if fresh:
+                StatsSnapshot.objects.all().delete()
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                response = client.get(path)
+                times.append(1000 * (time.perf_counter() - started))
+            counts.append(len(queries))
+            status = response.status_code
+        if status != 200:
+            raise SystemExit(f"{name}: {path} answered {status}")
+        times.sort()
+        p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
+        print(
+            f"{name:<30} {statistics.median(times):>10.1f} {p95:>8.1f} "
+            f"{statistics.median(counts):>8.0f}  {status}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big", type=int, default=500_000, help="tasks in the big queue")
+    parser.add_argument("--errors", type=int, default=100_000, help="tasks in its error queue")
+    parser.add_argument("--rest", type=int, default=400_000, help="tasks in 998 more queues")
+    parser.add_argument("--repeats", type=int, default=7, help="requests a page")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(args)
+        return
+    total = args.big + args.errors + args.rest
+    print(f"Dashboard benchmark: {total:,} tasks, {os.cpu_count()} CPUs")
+    with cluster() as pg:
+        manage(pg.url, "migrate", "--no-input", "-v", "0")
+        print(f"built the data set in {build(pg.url, args.big, args.errors, args.rest):.0f} s")
+        env = {
+            **os.environ,
+            **PRODUCTION,
+            "DATABASE_URL": pg.url,
+            "DJANGO_ALLOWED_HOSTS": "testserver",  # Django's test client
+        }
+        forwarded = [f"--big={args.big}", f"--repeats={args.repeats}", "--measure"]
+        import subprocess
+
+        subprocess.run([sys.executable, __file__, *forwarded], env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
