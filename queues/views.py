@@ -317,7 +317,8 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         "queue": name,
         "named_by_parameter": "?" in queue_url(name),
         "bounded": bool(request.GET.get("after") or request.GET.get("before")),
-        "stat": eq.queue_stats(match_exact=name).get(name, QueueStat(name=name)),
+        # From the shared snapshot: counting a queue of millions is not a page's job.
+        "stat": snapshots.latest().stats.get(name, QueueStat(name=name)),
         "error_queue": None if name.endswith(ERROR_SUFFIX) else name + ERROR_SUFFIX,
         "source_queue": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else None,
         "triage_url": reverse("queues:triage") + "?" + _query(queue=name),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from django import template
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.http import urlencode
+from django.utils.http import RFC3986_SUBDELIMS, urlencode
 
 register = template.Library()
 
@@ -61,7 +63,19 @@ def queue_url(name: str) -> str:
     "." or "..", which browsers resolve away; then the name goes in ``?name=``."""
     if any(part in (".", "..") for part in name.split("/")):
         return reverse("queues:queue_named") + "?" + urlencode({"name": name})
-    return reverse("queues:queue", kwargs={"name": name})
+    # As reverse() quotes a path, without its cost on pages of a thousand queues.
+    return _queue_path_prefix() + quote(name, safe=RFC3986_SUBDELIMS + "/~:@")
+
+
+@functools.cache
+def _queue_path_prefix() -> str:
+    return reverse("queues:queue", kwargs={"name": "x"}).removesuffix("x")
+
+
+@register.filter
+def count(number: int) -> str:
+    """Return ``number`` with thousands separators (humanize's intcomma, much faster)."""
+    return f"{int(number):,}"
 
 
 @register.filter
