@@ -148,14 +148,20 @@ def plan(scope: Scope, sample: int = 10) -> tuple[int, list[Task]]:
 
 
 def start(
-    user: AbstractBaseUser | AnonymousUser, action: str, scope: Scope, target: str = ""
+    user: AbstractBaseUser | AnonymousUser,
+    action: str,
+    scope: Scope,
+    target: str = "",
+    ids: list[uuid.UUID] | None = None,
 ) -> BulkRun:
-    """Record a run on the tasks in scope now and queue it for a worker.
+    """Record a run on the tasks in scope now (or on ``ids``, read from the scope by
+    the caller) and queue it for a worker.
 
     Raise ``AlreadyRunning`` if a run on the same scope is running.
     """
     action_of(action, target)  # refuse a bad action or target before anything is stored
-    ids = scope.ids()  # outside the transaction: SQLite would hold its write lock
+    if ids is None:
+        ids = scope.ids()  # outside the transaction: SQLite would hold its write lock
     run = BulkRun(
         user_id=user.pk if user.is_authenticated else None,
         username=user.get_username(),
@@ -175,7 +181,7 @@ def start(
     except IntegrityError:
         running = BulkRun.objects.filter(scope=scope.key, status=BulkRun.Status.RUNNING).first()
         if running is None:  # it ended meanwhile
-            return start(user, action, scope, target)
+            return start(user, action, scope, target, ids)
         raise AlreadyRunning(running) from None
     _log(run, f"started run #{run.pk} on {run.total:,} tasks")
     return run

@@ -874,14 +874,16 @@ def bulk_start(request: HtmxHttpRequest) -> HttpResponse:
     except (TypeError, ValueError) as problem:
         messages.error(request, f"Cannot start that: {problem}.")
         return HttpResponseRedirect(reverse("queues:overview"), status=303)
-    # Counted again here: the form's count is the client's word, and may be stale.
-    count = bulk.plan(scope, sample=0)[0]
+    # Counted again here: the form's count is the client's word, and may be stale. The
+    # IDs read for it are the run's, so the scope is read once.
+    ids = scope.ids()
+    count = len(ids)
     typed = request.POST.get("typed", "").replace(",", "").strip()
     if count >= conf.get("BULK_TYPED_CONFIRM") and typed != str(count):
         ask = f"Type {count} to confirm: the number of tasks this acts on now."
         return _render_plan(request, scope, action, target, ask)
     try:
-        run = bulk.start(request.user, action, scope, target)
+        run = bulk.start(request.user, action, scope, target, ids)
     except bulk.AlreadyRunning as running:
         messages.warning(request, f"Run #{running.run.pk} on this scope is still running.")
         return HttpResponseRedirect(reverse("queues:bulk-run", args=[running.run.pk]), status=303)
