@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: it calls the dashboard's views itself, under a statement timeout.
+    "queues.middleware.StatementTimeoutMiddleware",
 ]
 
 ROOT_URLCONF = "entroq_site.urls"

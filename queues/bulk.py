@@ -34,7 +34,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from queues import conf, triage
+from queues import conf
 from queues.entroq import EntroQ, ModifyArg, Task, inserting_into, ops
 from queues.entroq.tasks import TASK_STATES, check_queue
 from queues.models import AuditEntry, BulkRun
@@ -66,7 +66,7 @@ class Scope:
     queue: str
     state: str = ""
     min_attempt: int = 0
-    #: A key of ``queues.triage.normalize``; "" is the group of empty errors.
+    #: An error kind (``queues.entroq.kinds``); "" is the group of empty errors.
     error_group: str | None = None
 
     def __post_init__(self) -> None:
@@ -111,18 +111,14 @@ class Scope:
             rows = rows.filter(at__gt=now, claimant__isnull=True)
         if self.min_attempt:
             rows = rows.filter(attempt__gte=self.min_attempt)
+        if self.error_group is not None:
+            rows = rows.filter(err_kind=self.error_group)
         return rows.order_by("at", "id")
 
     def ids(self) -> list[uuid.UUID]:
         """Return the IDs of the tasks in scope now, in (at, id) order."""
         rows = self.rows(client().time())
-        if self.error_group is None:
-            return list(rows.values_list("id", flat=True).iterator(5000))
-        return [
-            id
-            for id, err in rows.values_list("id", "err").iterator(5000)
-            if triage.normalize(err) == self.error_group
-        ]
+        return list(rows.values_list("id", flat=True).iterator(5000))
 
 
 def action_of(action: str, target: str = "") -> Callable[[Task], Sequence[ModifyArg]]:
@@ -138,12 +134,8 @@ def action_of(action: str, target: str = "") -> Callable[[Task], Sequence[Modify
 
 def plan(scope: Scope, sample: int = 10) -> tuple[int, list[Task]]:
     """Return how many tasks are in scope now, and the first few (without values)."""
-    if scope.error_group is None:
-        rows = scope.rows(client().time())
-        count, ids = rows.count(), list(rows.values_list("id", flat=True)[:sample])
-    else:
-        every = scope.ids()
-        count, ids = len(every), every[:sample]
+    rows = scope.rows(client().time())
+    count, ids = rows.count(), list(rows.values_list("id", flat=True)[:sample])
     return count, client().tasks(ids=ids, omit_values=True) if ids else []
 
 

@@ -19,12 +19,15 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_MIN_REFRESH_SECONDS": 2,
     # Tasks on one page of a queue (a page may ask for 10 to 500).
     "DASHBOARD_PAGE_SIZE": 50,
-    # Queues on the overview; narrower prefixes show the rest.
-    "DASHBOARD_MAX_QUEUES": 1000,
+    # Queues on a page of the overview (a page renders in time whatever the count).
+    "DASHBOARD_QUEUES_PER_PAGE": 100,
     # A queue stands out when a task has been claimed this often (a crash loop)...
     "DASHBOARD_WARN_CLAIMS": 5,
     # ...or when its oldest available task has waited this many seconds.
     "DASHBOARD_WARN_AGE_SECONDS": 300,
+    # Any one query of a dashboard or admin page is stopped after this many seconds,
+    # and the page says so.
+    "DASHBOARD_STATEMENT_SECONDS": 5.0,
     # A search of values reads at most this many tasks a page, for at most so long.
     "DASHBOARD_SEARCH_SCAN": 10_000,
     "DASHBOARD_SEARCH_SECONDS": 2.0,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseRedirectBase
+from django.shortcuts import render
 from django_htmx.http import HttpResponseClientRedirect
+
+from queues import conf
+from queues.entroq.django_backend import is_timeout, statement_timeout
 
 
 class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -33,3 +39,47 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
             path, self.get_login_url(view_func), self.get_redirect_field_name(view_func)
         )
         return HttpResponseClientRedirect(login["Location"])
+
+
+class StatementTimeoutMiddleware:
+    """Run the views of the dashboard and the admin under a statement timeout.
+
+    A page whose query runs out answers 503 with a page that says so, rather than
+    holding a server thread and the database as long as the query would take. An htmx
+    request (a live refresh, an action) gets the message in the page's alert area.
+    It must come last among the middleware: it calls the view itself.
+    """
+
+    namespaces = frozenset({"queues", "admin"})
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponse],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        match = request.resolver_match
+        if match is None or match.namespace not in self.namespaces:
+            return None
+        seconds = conf.get("DASHBOARD_STATEMENT_SECONDS")
+        try:
+            with statement_timeout(seconds):
+                return view_func(request, *view_args, **view_kwargs)
+        except OperationalError as error:
+            if not is_timeout(error):
+                raise
+        htmx = getattr(request, "htmx", None)
+        template = "queues/timeout.html#alert" if htmx else "queues/timeout.html"
+        response = render(request, template, {"seconds": seconds}, status=503)
+        response["Retry-After"] = "5"
+        if htmx:
+            response["HX-Retarget"] = "#alerts"
+            response["HX-Reswap"] = "innerHTML"
+        return response

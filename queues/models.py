@@ -22,13 +22,23 @@ class Task(models.Model):
     modified = models.DateTimeField()
     attempt = models.IntegerField(default=0)
     err = models.TextField(default="", blank=True)
+    # ``queues.entroq.kinds.error_kind(err)``, kept by the backend for error triage.
+    err_kind = models.TextField(default="", db_default="", blank=True)
 
     class Meta:
         db_table = TASK_TABLE
-        # One secondary index: every claim rewrites ``at``, so each index on it costs
-        # write-ahead log per claim. (queue, at) finds the oldest available tasks of a
-        # queue, gives each queue's next arrival, and with ``id`` pages listings stably.
-        indexes = [models.Index(fields=["queue", "at", "id"], name="entroq_task_queue_at_id")]
+        # Every claim rewrites ``at``, so each index on it costs write-ahead log per
+        # claim. (queue, at) finds the oldest available tasks of a queue, gives each
+        # queue's next arrival, and with ``id`` pages listings stably. The error kind
+        # index holds failed tasks only, so claims of healthy tasks never touch it.
+        indexes = [
+            models.Index(fields=["queue", "at", "id"], name="entroq_task_queue_at_id"),
+            models.Index(
+                fields=["queue", "err_kind", "created"],
+                name="entroq_task_err_kind",
+                condition=~models.Q(err_kind=""),
+            ),
+        ]
         # Roles beyond Django's view_task (stats and metadata): values can hold personal
         # data, and acting on a task another worker holds can break that worker's run.
         permissions = [

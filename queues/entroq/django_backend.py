@@ -13,19 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
 from .errors import DependencyError
+from .kinds import error_kind
 from .modify import Modification, TaskChange, inserted_task
 from .tasks import QueueStat, Task, utcnow
 
@@ -94,11 +97,12 @@ POSTGRES_CLAIM = f"""
     RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
 """
 POSTGRES_INSERT = f"""
-    INSERT INTO {TASK_TABLE} ({COLUMNS})
-    SELECT id, queue, 0, at, %(claimant)s, 0, value, %(now)s, %(now)s, attempt, err
+    INSERT INTO {TASK_TABLE} ({COLUMNS}, err_kind)
+    SELECT id, queue, 0, at, %(claimant)s, 0, value, %(now)s, %(now)s, attempt, err, err_kind
     FROM unnest(%(ids)b::uuid[], %(queues)b::text[], %(ats)b::timestamptz[],
-                %(values)b::bytea[], %(attempts)b::int[], %(errs)b::text[])
-        AS new(id, queue, at, value, attempt, err)
+                %(values)b::bytea[], %(attempts)b::int[], %(errs)b::text[],
+                %(kinds)b::text[])
+        AS new(id, queue, at, value, attempt, err, err_kind)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 """
@@ -107,6 +111,78 @@ DELETE_ONE = (
     f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
     "AND (claimant IS NULL OR claimant = %(me)s OR at <= {now})"
 )
+
+
+# sqlstate of a statement PostgreSQL cancelled at its statement_timeout.
+QUERY_CANCELED = "57014"
+# The SQLite progress handler in force on each connection, for nested timeouts.
+_progress_handlers: weakref.WeakKeyDictionary[BaseDatabaseWrapper, Callable[[], bool] | None]
+_progress_handlers = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def statement_timeout(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Cancel each statement on ``using`` that runs longer than ``seconds`` meanwhile.
+
+    The statement raises ``django.db.OperationalError``, which ``is_timeout`` tells
+    apart. On PostgreSQL this is ``statement_timeout`` (put back afterwards: the
+    connection outlives the request); SQLite's progress handler does the same.
+    """
+    connection = connections[using]
+    connection.ensure_connection()
+    if connection.vendor == "postgresql":
+        from psycopg.pq import TransactionStatus
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('statement_timeout'), "
+                "set_config('statement_timeout', %s, false)",
+                [f"{max(1, round(seconds * 1000))}ms"],
+            )
+            previous = cursor.fetchone()[0]
+        try:
+            yield
+        finally:
+            # In a failed transaction the rollback to come undoes the setting.
+            if connection.connection.info.transaction_status != TransactionStatus.INERROR:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT set_config('statement_timeout', %s, false)", [previous]
+                        )
+                except DatabaseError:
+                    connection.close()  # never left to a later request with our timeout
+    elif connection.vendor == "sqlite":
+        raw = connection.connection
+        deadline = math.inf
+
+        def timed(
+            execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+        ) -> Any:
+            nonlocal deadline
+            deadline = time.monotonic() + seconds
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                deadline = math.inf
+
+        outer = _progress_handlers.get(connection)
+        handler = _progress_handlers[connection] = lambda: time.monotonic() > deadline
+        raw.set_progress_handler(handler, 10_000)
+        try:
+            with connection.execute_wrapper(timed):
+                yield
+        finally:
+            _progress_handlers[connection] = outer
+            raw.set_progress_handler(outer, 10_000 if outer else 0)
+    else:
+        yield
+
+
+def is_timeout(error: BaseException) -> bool:
+    """Return whether ``error`` is a statement ``statement_timeout`` cancelled."""
+    cause = error.__cause__
+    return getattr(cause, "sqlstate", None) == QUERY_CANCELED or str(cause) == "interrupted"
 
 
 class _Dialect:
@@ -598,7 +674,8 @@ class DjangoBackend(Backend):
         rows = self._execute(
             f"UPDATE {TASK_TABLE} SET version = version + 1, queue = %(queue)s, {value}"
             "at = %(at)s, claimant = %(claimant)s, attempt = %(attempt)s, "
-            f"err = %(err)s, modified = %(now)s WHERE id = %(id)s RETURNING {COLUMNS}",
+            "err = %(err)s, err_kind = %(kind)s, modified = %(now)s "
+            f"WHERE id = %(id)s RETURNING {COLUMNS}",
             {
                 "id": dialect.db_uuid(change.id),
                 "queue": change.queue,
@@ -608,6 +685,7 @@ class DjangoBackend(Backend):
                 "claimant": dialect.db_uuid(claimant) if at > now else None,
                 "attempt": change.attempt,
                 "err": change.err,
+                "kind": error_kind(change.err),
                 "now": now,
             },
         )
@@ -635,6 +713,7 @@ class DjangoBackend(Backend):
                         "values": [t.value for t in batch],
                         "attempts": [t.attempt for t in batch],
                         "errs": [t.err for t in batch],
+                        "kinds": [error_kind(t.err) for t in batch],
                         "claimant": mod.claimant,
                         "now": created,
                     },
@@ -648,8 +727,8 @@ class DjangoBackend(Backend):
             claimant = dialect.db_uuid(mod.claimant)
             with connections[self.using].cursor() as cursor:
                 cursor.executemany(
-                    f"INSERT INTO {TASK_TABLE} ({COLUMNS}) VALUES "
-                    "(%s, %s, 0, %s, %s, 0, %s, %s, %s, %s, %s)",
+                    f"INSERT INTO {TASK_TABLE} ({COLUMNS}, err_kind) VALUES "
+                    "(%s, %s, 0, %s, %s, 0, %s, %s, %s, %s, %s, %s)",
                     [
                         (
                             dialect.db_uuid(t.id),
@@ -661,6 +740,7 @@ class DjangoBackend(Backend):
                             now,
                             t.attempt,
                             t.err,
+                            error_kind(t.err),
                         )
                         for t in tasks
                     ],
@@ -779,9 +859,8 @@ class DjangoBackend(Backend):
 
         Also return where the search stopped when it stopped early, at ``limit``
         matches or at ``scan`` tasks read (None when it read to the end of the queue).
-        One statement reads the window, so what it reports is one snapshot. On
-        PostgreSQL it runs under a statement timeout of ``timeout`` seconds;
-        ``django.db.OperationalError`` says it ran out.
+        One statement reads the window, so what it reports is one snapshot. It runs
+        under a ``statement_timeout`` of ``timeout`` seconds.
         """
         dialect = self.dialect
         postgres = connections[self.using].vendor == "postgresql"
@@ -798,16 +877,9 @@ class DjangoBackend(Backend):
             f"WHERE queue = %(queue)s{bound} ORDER BY at, id LIMIT %(scan)s) scanned "
             "ORDER BY at, id"
         )
-        with transaction.atomic(using=self.using):
-            if postgres:
-                # SET LOCAL lasts to the end of the outermost transaction: put it back.
-                previous = self._execute("SHOW statement_timeout", {})[0][0]
-                self._execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}", {})
+        # A savepoint, so that a timeout leaves a caller's transaction usable.
+        with transaction.atomic(using=self.using), statement_timeout(timeout, self.using):
             rows = self._execute(sql, params)
-            if postgres:
-                self._execute(
-                    "SELECT set_config('statement_timeout', %(t)s, true)", {"t": previous}
-                )
         more = len(rows) > scan
         found = []
         for row in rows[:scan]:

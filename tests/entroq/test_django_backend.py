@@ -354,3 +354,56 @@ def test_the_model_reads_what_the_backend_writes(eq: EntroQ) -> None:
 
     assert (row.queue, bytes(row.value), row.version) == ("m", b"\x00\xff", 0)
     assert (row.at, row.created, row.claimant) == (task.at, task.created, eq.id)
+
+
+def test_each_error_is_stored_with_its_kind(eq: EntroQ) -> None:
+    from queues.models import Task
+
+    [task], _ = eq.modify(entroq.inserting_into("q/err", err="card 4242 declined"))
+    inserted = Task.objects.get(id=task.id).err_kind
+    [changed] = eq.modify(entroq.changing(task, err="timeout after 3 s (request 90210)"))[1]
+    after_change = Task.objects.get(id=task.id).err_kind
+    eq.modify(entroq.changing(changed, err=""))
+
+    assert inserted == "card <n> declined"
+    assert after_change == "timeout after 3 s (request <n>)"
+    assert Task.objects.get(id=task.id).err_kind == ""
+
+
+# Statements that run about ``seconds`` on each database.
+def slow_statement(seconds: float) -> str:
+    if connection.vendor == "postgresql":
+        return f"SELECT pg_sleep({seconds})"
+    rows = int(seconds * 3_000_000)  # a few million a second on these machines
+    return (
+        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) "
+        "SELECT count(*) FROM n"
+    )
+
+
+def run(sql: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+
+
+def test_a_statement_timeout_stops_long_statements_and_is_put_back() -> None:
+    from django.db import OperationalError
+
+    from queues.entroq.django_backend import is_timeout, statement_timeout
+
+    with statement_timeout(30):
+        with statement_timeout(0.1), pytest.raises(OperationalError) as stopped:
+            run(slow_statement(20))
+        run(slow_statement(0.3))  # the outer timeout is back
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW statement_timeout")
+                assert cursor.fetchone()[0] == "30s"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # the connection is still good
+
+    assert is_timeout(stopped.value)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone()[0] == "0"

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from queues import bulk, triage
+from queues import bulk
 from queues.entroq import (
     EntroQ,
     ErrorTaskValue,
@@ -21,6 +21,7 @@ from queues.entroq import (
     inserting_into,
     new_modification,
 )
+from queues.entroq.kinds import error_kind
 from queues.models import AuditEntry, BulkRun
 from tests.helpers import start_manage
 
@@ -265,7 +266,7 @@ def test_the_group_of_empty_errors_is_not_the_whole_queue(user: User) -> None:
 def test_a_long_non_ascii_group_fits_the_scope_key(user: User) -> None:
     error = "ошибка " * 80
     EntroQ().modify(inserting_into("ru", err=error))
-    run = bulk.start(user, "delete", bulk.Scope("ru", error_group=triage.normalize(error)))
+    run = bulk.start(user, "delete", bulk.Scope("ru", error_group=error_kind(error)))
     assert bulk.execute(run).done == 1
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from html import escape, unescape
 from typing import Any
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
@@ -18,6 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from queues import views
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
 from queues.models import AuditEntry
+from tests.helpers import database_url
 
 
 def htmx(target: str) -> dict[str, str]:
@@ -141,6 +143,27 @@ def test_the_overview_filters_by_prefix_and_sorts(viewer: Client, dash: EntroQ) 
     assert names("?sort=size") == ["a/one", "b/three", "a/two"]
     assert names("?sort=bogus") == ["a/one", "a/two", "b/three"]
     assert "No queue starts with" in html(viewer.get("/?prefix=zzz"))
+
+
+def test_the_overview_pages_the_sorted_queues(viewer: Client, dash: EntroQ, settings: Any) -> None:
+    settings.ENTROQ = {"DASHBOARD_QUEUES_PER_PAGE": 2}
+    for count, name in enumerate(("e", "d", "c", "b", "a"), start=1):
+        for _ in range(count):
+            insert(dash, name)
+
+    def page(query: str) -> tuple[list[str], str]:
+        response = viewer.get("/" + query)
+        return [row.stat.name for row in response.context["rows"]], html(response)
+
+    first, text = page("?sort=size&dir=desc")
+    last, _ = page("?sort=size&dir=desc&page=3")
+    assert (first, last) == (["a", "b"], ["e"])
+    assert "5 queues, 15 tasks" in text
+    assert "Showing 1\N{EN DASH}2." in text
+    assert "Page 1 of 3" in text
+    assert 'href="?sort=size&amp;dir=desc&amp;page=2"' in text
+    assert page("?page=99")[0] == ["e"], "a page past the end shows the last"
+    assert page("?page=2&sort=name")[0] == ["c", "d"]
 
 
 @pytest.mark.parametrize(
@@ -539,6 +562,21 @@ def test_claims_group_held_tasks_by_claimant(viewer: Client, dash: EntroQ, worke
     assert html(partial).lstrip().startswith('<section id="claims"')
 
 
+def test_claims_show_a_bounded_number_of_held_tasks(
+    viewer: Client, dash: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "MAX_CLAIMS_SHOWN", 3)
+    for queue in ("x", "x", "x", "y", "y"):
+        insert(dash, queue)
+    while dash.try_claim("x", "y", duration=60):
+        pass
+
+    response = viewer.get("/claims")
+
+    assert (response.context["count"], response.context["total"]) == (3, 5)
+    assert "the first 3 queue by queue of the 5 held a moment ago" in html(response)
+
+
 def test_the_audit_log_filters(operator: Client, viewer: Client, dash: EntroQ) -> None:
     kept, gone = insert(dash, "a"), insert(dash, "a")
     operator.post(f"/tasks/{kept.id}/release", {"version": 0})
@@ -765,7 +803,6 @@ def test_only_those_who_may_see_values_search_them(viewer: Client, dash: EntroQ)
     assert len(page.context["page"].tasks) == 1, "the plain listing, not a search"
 
 
-@pytest.mark.postgres
 def test_a_value_search_that_runs_too_long_is_stopped(
     operator: Client, dash: EntroQ, settings: Any
 ) -> None:
@@ -773,3 +810,26 @@ def test_a_value_search_that_runs_too_long_is_stopped(
     dash.modify(*[inserting_into("slow", value=b"x" * 2000) for _ in range(20_000)])
     page = operator.get("/queue/slow", {"q": "needle"})
     assert "The search took over 0.001 s and was stopped" in html(page)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the lock must wait for no test transaction
+def test_a_page_whose_query_runs_out_of_time_says_so(
+    viewer: Client, dash: EntroQ, settings: Any
+) -> None:
+    settings.ENTROQ = {"DASHBOARD_STATEMENT_SECONDS": 0.2}
+    insert(dash, "q")
+    # A lock stands in for a query on a table too large to answer in time.
+    with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
+        other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
+        page = viewer.get("/queue/q")
+        partial = viewer.get("/queue/q", headers=htmx("tasks"))
+
+    assert page.status_code == 503
+    assert "This took too long" in html(page)
+    assert "<html" in html(page)
+    assert partial.status_code == 503
+    assert (partial["HX-Retarget"], partial["HX-Reswap"]) == ("#alerts", "innerHTML")
+    assert "<html" not in html(partial)
+    assert "This took too long" in html(partial)
+    assert viewer.get("/queue/q").status_code == 200
