@@ -12,16 +12,20 @@ WIDTH, HEIGHT = 120, 24
 
 
 def sparkline(
-    points: Sequence[tuple[datetime, int]], errors: Sequence[tuple[datetime, int]] | None
+    points: Sequence[tuple[datetime, float]],
+    errors: Sequence[tuple[datetime, float]] | None = None,
+    *,
+    what: str = "size",
 ) -> SafeString:
-    """Return an SVG of a queue's size (and its error queue's) over time, or "" if too few."""
+    """Return an SVG of ``what`` over time (and of the error queue's size), or "" if
+    there are too few points."""
     if len(points) < 2:
         return SafeString("")
     top = max([n for _, n in points] + [n for _, n in errors or []] + [1])
     start, end = points[0][0], points[-1][0]
     span = max((end - start).total_seconds(), 1.0)
 
-    def line(series: Sequence[tuple[datetime, int]]) -> str:
+    def line(series: Sequence[tuple[datetime, float]]) -> str:
         return " ".join(
             f"{WIDTH * (t - start).total_seconds() / span:.1f},"
             f"{HEIGHT - 1 - (HEIGHT - 2) * n / top:.1f}"
@@ -29,7 +33,8 @@ def sparkline(
         )
 
     latest = points[-1][1]
-    title = f"size {min(n for _, n in points)} to {max(n for _, n in points)}, now {latest}"
+    low, high = min(n for _, n in points), max(n for _, n in points)
+    title = f"{what} {low:g} to {high:g}, now {latest:g}"
     if errors:
         title += f"; errors up to {max(n for _, n in errors)}"
     polylines = [("depth", line(points))]

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from queues.entroq.departures import DEPARTURES_TABLE
 from queues.entroq.django_backend import TASK_TABLE
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
 
@@ -49,6 +50,27 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id}:{self.version} in {self.queue}"
+
+
+class Departures(models.Model):
+    """How many tasks left a queue (deleted, or moved elsewhere) in one minute.
+
+    Written only by ``queues.entroq.DjangoBackend`` (see ``queues.entroq.departures``).
+    """
+
+    queue = models.CharField(max_length=MAX_QUEUE_LENGTH)
+    minute = models.DateTimeField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        db_table = DEPARTURES_TABLE
+        verbose_name_plural = "departures"
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "minute"], name="entroq_departures_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} left {self.queue} at {self.minute:%Y-%m-%d %H:%M}"
 
 
 class AuditEntry(models.Model):

@@ -4,14 +4,15 @@ The overview and the claims view read the newest snapshot; the first request of 
 new period takes the next one (a unique slot decides which request, across
 processes), so open tabs cost the database one ``queue_stats`` per period in all,
 not one per tab. A snapshot every ``KEEP_EVERY`` is kept for ``KEEP_HOURS`` hours,
-for the charts; the others are pruned after ``RECENT``.
+for the charts; the others are pruned after ``RECENT``. The throughput chart reads
+the departures the backend counts (``queues.entroq.departures``), pruned alike.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,7 +20,7 @@ from django.utils import timezone
 from queues import conf
 from queues.entroq import QueueStat
 from queues.entroq.wire import decode_time, encode_time
-from queues.models import StatsSnapshot
+from queues.models import Departures, StatsSnapshot
 from queues.service import client
 
 KEEP_EVERY = timedelta(minutes=5)
@@ -71,6 +72,25 @@ def history(queues: list[str], hours: int = KEEP_HOURS) -> dict[str, list[tuple[
     return series
 
 
+def throughput(queue: str, hours: int = KEEP_HOURS) -> list[tuple[datetime, float]]:
+    """Return the tasks leaving ``queue`` per minute, averaged over each whole
+    ``KEEP_EVERY`` of the last ``hours``, oldest first (zero where none left)."""
+    bucket = KEEP_EVERY.total_seconds()
+    end = math.floor(timezone.now().timestamp() / bucket) * bucket - bucket  # the last whole one
+    start = end - hours * 3600
+    left: dict[float, int] = {}
+    since = datetime.fromtimestamp(start, UTC)
+    rows = Departures.objects.filter(queue=queue, minute__gte=since)
+    for minute, count in rows.values_list("minute", "count"):
+        slot = math.floor(minute.timestamp() / bucket) * bucket
+        left[slot] = left.get(slot, 0) + count
+    per_minute = bucket / 60
+    return [
+        (datetime.fromtimestamp(slot, UTC), left.get(slot, 0) / per_minute)
+        for slot in range(int(start), int(end) + 1, int(bucket))
+    ]
+
+
 def _pack(stat: QueueStat) -> list[object]:
     earliest = None if stat.earliest is None else encode_time(stat.earliest)
     return [stat.size, stat.available, stat.claimed, stat.future, stat.max_claims, earliest]
@@ -95,3 +115,4 @@ def _prune(now: datetime) -> None:
     # Not kept, or never completed (the request that claimed it died).
     StatsSnapshot.objects.filter(kept=False, taken__lt=now - RECENT).delete()
     StatsSnapshot.objects.filter(taken__lt=now - timedelta(hours=KEEP_HOURS)).delete()
+    Departures.objects.filter(minute__lt=now - timedelta(hours=KEEP_HOURS)).delete()

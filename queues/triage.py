@@ -10,8 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Min, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, Max, Min, Q
 
 from queues.models import Task as TaskRow
 
@@ -35,9 +34,8 @@ def groups(queue: str) -> tuple[list[Group], int, int]:
     """Return the largest groups of the queue's failures, the number of tasks in all
     groups, and the number of groups."""
     rows = TaskRow.objects.filter(queue=queue)
-    # A sample by the largest ID as text: an aggregate on every database, in one scan.
     summary = {"n": Count("*"), "first": Min("created"), "last": Max("created")}
-    summary["sample"] = Max(Cast("id", TextField()))
+    # Read from the index of failures alone (kind, created), never from the table.
     found = list(
         rows.exclude(err_kind="")
         .values("err_kind")
@@ -45,16 +43,24 @@ def groups(queue: str) -> tuple[list[Group], int, int]:
         .values_list("err_kind", *summary)
         .order_by()
     )
-    # Tasks without an error are outside the index of failures; they are rare here.
+    # Tasks without an error are outside that index; they are rare here.
     if (no_error := rows.filter(err_kind="").aggregate(**summary))["n"]:
         found.append(("", *no_error.values()))
     found.sort(key=lambda row: (-row[1], row[0]))
-    shown = [(*row[:4], uuid.UUID(row[4])) for row in found[:MAX_GROUPS]]
-    errors = dict(rows.filter(id__in=[row[4] for row in shown]).values_list("id", "err"))
+    shown = found[:MAX_GROUPS]
+    # The newest task of each kind shown, by one probe of the index per kind.
+    newest = Q()
+    for kind, _, _, last in shown:
+        newest |= Q(err_kind=kind, created=last)
+    samples: dict[str, tuple[uuid.UUID, str]] = {}
+    if shown:
+        for kind, id, err in rows.filter(newest).values_list("err_kind", "id", "err"):
+            samples.setdefault(kind, (id, err))
     return (
         [
-            Group(k, n, first, last, sample, errors.get(sample, ""))
-            for k, n, first, last, sample in shown
+            Group(kind, n, first, last, *samples[kind])
+            for kind, n, first, last in shown
+            if kind in samples  # else its tasks went away meanwhile
         ],
         sum(row[1] for row in found),
         len(found),

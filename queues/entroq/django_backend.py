@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .departures import DEPARTURES_TABLE, DepartureCounts
 from .errors import DependencyError
 from .kinds import error_kind
 from .modify import Modification, TaskChange, inserted_task
@@ -109,7 +110,7 @@ POSTGRES_INSERT = f"""
 # Delete one task version unless another claimant holds it; ``{now}`` is the clock.
 DELETE_ONE = (
     f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
-    "AND (claimant IS NULL OR claimant = %(me)s OR at <= {now})"
+    "AND (claimant IS NULL OR claimant = %(me)s OR at <= {now}) RETURNING queue"
 )
 
 
@@ -386,6 +387,7 @@ class _PgListener:
 
 
 _shared_lock = threading.Lock()
+_departures: dict[str, DepartureCounts] = {}
 _notifiers: dict[tuple[str, int], Notifier] = {}
 _listeners: dict[tuple[str, int], _PgListener] = {}
 
@@ -496,6 +498,8 @@ class DjangoBackend(Backend):
             arrival = self.seconds_until_arrival(query.queues)
             if arrival is None or arrival > 0:
                 break
+        if self.departures.due():  # a worker run dry still reports what it finished
+            self.write_departures()
         listener = self._listener()
         if listener is None or not listener.listening.is_set():
             # No word comes from other processes (SQLite cannot send it; PostgreSQL's
@@ -603,7 +607,10 @@ class DjangoBackend(Backend):
                 "me": dialect.db_uuid(mod.claimant),
             },
         )
-        return bool(cursor.rowcount == 1)
+        deleted = cursor.fetchone()
+        if deleted is not None:
+            self._departed([deleted[0]])
+        return deleted is not None
 
     def _modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         dialect = self.dialect
@@ -622,14 +629,57 @@ class DjangoBackend(Backend):
             changed = [self._change(change, mod.claimant, now_row) for change in mod.changes]
             inserted = self._insert(mod, now_row)
             wake = {t.queue for t in inserted}
+            departed = [previous[d.id][0] for d in mod.deletes]
             for task in changed:
                 old_queue, old_at = previous[task.id]
                 # A waiter already knows when the old ``at`` comes; only a move or an
                 # earlier arrival is news (renewals, the most common change, are not).
                 if task.queue != old_queue or task.at < old_at:
                     wake.add(task.queue)
+                if task.queue != old_queue:
+                    departed.append(old_queue)
             self._notify(wake)
+            self._departed(departed)
         return inserted, changed
+
+    # Departures (see ``queues.entroq.departures``).
+
+    @property
+    def departures(self) -> DepartureCounts:
+        """Return this process's unwritten departures from this database."""
+        return _departures.setdefault(self.using, DepartureCounts())
+
+    def _departed(self, queues: list[str]) -> None:
+        """Count a departure from each of ``queues`` once the transaction commits."""
+        if not queues:
+            return
+        counts = self.departures
+
+        def count() -> None:
+            counts.add(queues)
+            if counts.due():
+                self.write_departures()
+
+        transaction.on_commit(count, using=self.using)
+
+    def write_departures(self) -> None:
+        """Add this process's departure counts to the departures table."""
+        counts = self.departures
+        taken = counts.take()
+        if not taken:
+            return
+        dialect = self.dialect
+        try:
+            with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {DEPARTURES_TABLE} (queue, minute, count) VALUES (%s, %s, %s) "
+                    f"ON CONFLICT (queue, minute) "
+                    f"DO UPDATE SET count = {DEPARTURES_TABLE}.count + excluded.count",
+                    [(queue, dialect.db_time(minute), n) for queue, minute, n in taken],
+                )
+        except DatabaseError as exc:
+            counts.put_back(taken)
+            logger.warning("entroq: departures not written yet (%s)", exc)
 
     def _lock(
         self, mod: Modification, now: datetime
@@ -896,7 +946,9 @@ class DjangoBackend(Backend):
         return bool(connections[self.using].in_atomic_block)
 
     def close(self) -> None:
-        """Close this thread's connection; Django opens another when one is needed."""
+        """Write the departures counted so far and close this thread's connection;
+        Django opens another when one is needed."""
+        self.write_departures()
         self.release_thread()
 
     @classmethod

@@ -407,3 +407,40 @@ def test_a_statement_timeout_stops_long_statements_and_is_put_back() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "0"
+
+
+def test_tasks_leaving_a_queue_are_counted_when_their_transaction_commits(eq: EntroQ) -> None:
+    from queues.models import Departures
+
+    eq.backend.departures.take()  # what earlier tests in this process counted
+    tasks, _ = eq.modify(
+        *[entroq.inserting_into("a") for _ in range(4)], entroq.inserting_into("b")
+    )
+    a1, a2, a3, a4, b = tasks
+    eq.modify(a1.as_deletion())  # the one-statement path
+    eq.modify(a2.as_deletion(), entroq.changing(a3, queue="a/err"))  # a delete and a move
+    eq.modify(entroq.changing(b, value=b"new"))  # a change in place is no departure
+    with pytest.raises(entroq.DependencyError):
+        eq.modify(a1.as_deletion(), a4.as_deletion())
+    with transaction.atomic():
+        eq.modify(a4.as_deletion())
+        transaction.set_rollback(True)
+    eq.backend.write_departures()
+
+    assert list(Departures.objects.values_list("queue", "count")) == [("a", 3)]
+    assert Departures.objects.get().minute.second == 0
+
+
+def test_departure_counts_are_written_every_so_often(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from queues.entroq import departures
+    from queues.models import Departures
+
+    eq.backend.departures.take()
+    tasks, _ = eq.modify(*[entroq.inserting_into("w") for _ in range(2)])
+    monkeypatch.setattr(departures, "FLUSH_SECONDS", 0.0)
+    eq.modify(tasks[0].as_deletion())
+    eq.modify(tasks[1].as_deletion())
+
+    assert sum(Departures.objects.filter(queue="w").values_list("count", flat=True)) == 2

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from queues import views
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
@@ -833,3 +834,20 @@ def test_a_page_whose_query_runs_out_of_time_says_so(
     assert "<html" not in html(partial)
     assert "This took too long" in html(partial)
     assert viewer.get("/queue/q").status_code == 200
+
+
+def test_a_queue_page_charts_the_tasks_leaving_it(viewer: Client, dash: EntroQ) -> None:
+    from queues.models import Departures
+
+    insert(dash, "q")
+    ten_minutes_ago = (timezone.now() - timedelta(minutes=10)).replace(second=0, microsecond=0)
+    Departures.objects.create(queue="q", minute=ten_minutes_ago, count=50)
+    Departures.objects.create(queue="other", minute=ten_minutes_ago, count=7)
+
+    page = viewer.get("/queue/q")
+
+    rates = page.context["throughput"]
+    assert len(rates) == 6 * 12 + 1  # every 5 min of 6 h, ends included
+    assert [rate for _, rate in rates if rate] == [10.0]  # 50 in 5 min
+    assert '<svg class="spark"' in html(page)
+    assert "tasks leaving a minute 0 to 10" in html(page)
