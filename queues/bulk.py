@@ -37,7 +37,7 @@ from django.utils import timezone
 from queues import conf
 from queues.entroq import EntroQ, ModifyArg, Task, inserting_into, ops
 from queues.entroq.tasks import TASK_STATES, check_queue
-from queues.models import AuditEntry, BulkRun
+from queues.models import TRIAGED, AuditEntry, BulkRun
 from queues.models import Task as TaskRow
 from queues.service import client
 
@@ -111,8 +111,8 @@ class Scope:
             rows = rows.filter(at__gt=now, claimant__isnull=True)
         if self.min_attempt:
             rows = rows.filter(attempt__gte=self.min_attempt)
-        if self.error_group is not None:
-            rows = rows.filter(err_kind=self.error_group)
+        if self.error_group is not None:  # as triage groups them
+            rows = rows.filter(TRIAGED, err_kind=self.error_group)
         return rows.order_by("at", "id")
 
     def ids(self) -> list[uuid.UUID]:

@@ -6,7 +6,11 @@ from django.utils import timezone
 
 from queues.entroq.departures import DEPARTURES_TABLE
 from queues.entroq.django_backend import TASK_TABLE
+from queues.entroq.errors import ERROR_SUFFIX
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
+
+# The tasks error triage reads: those with an error, and every task of an error queue.
+TRIAGED = ~models.Q(err_kind="") | models.Q(queue__endswith=ERROR_SUFFIX)
 
 
 class Task(models.Model):
@@ -31,13 +35,14 @@ class Task(models.Model):
         # Every claim rewrites ``at``, so each index on it costs write-ahead log per
         # claim. (queue, at) finds the oldest available tasks of a queue, gives each
         # queue's next arrival, and with ``id`` pages listings stably. The error kind
-        # index holds failed tasks only, so claims of healthy tasks never touch it.
+        # index holds only the tasks triage reads, so claims of healthy tasks in
+        # healthy queues never touch it.
         indexes = [
             models.Index(fields=["queue", "at", "id"], name="entroq_task_queue_at_id"),
             models.Index(
                 fields=["queue", "err_kind", "created"],
                 name="entroq_task_err_kind",
-                condition=~models.Q(err_kind=""),
+                condition=TRIAGED,
             ),
         ]
         # Roles beyond Django's view_task (stats and metadata): values can hold personal

@@ -1,7 +1,7 @@
 """Error triage: the tasks of an error queue grouped by what went wrong.
 
 Each task's error kind (``queues.entroq.kinds``) is stored beside its error, so the
-groups come from one GROUP BY over an index of failed tasks, never from error texts.
+groups come from one GROUP BY over the error kind index, never from error texts.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from datetime import datetime
 
 from django.db.models import Count, Max, Min, Q
 
+from queues.models import TRIAGED
 from queues.models import Task as TaskRow
 
 #: The most groups a page shows, the largest first.
-MAX_GROUPS = 100
+MAX_GROUPS = 50
 
 
 @dataclass
@@ -32,20 +33,20 @@ class Group:
 
 def groups(queue: str) -> tuple[list[Group], int, int]:
     """Return the largest groups of the queue's failures, the number of tasks in all
-    groups, and the number of groups."""
-    rows = TaskRow.objects.filter(queue=queue)
-    summary = {"n": Count("*"), "first": Min("created"), "last": Max("created")}
-    # Read from the index of failures alone (kind, created), never from the table.
+    groups, and the number of groups.
+
+    In an error queue every task counts, those without an error in a group of their
+    own ("" kind); elsewhere only tasks with an error.
+    """
+    # The condition of the error kind index, which holds (kind, created): the groups
+    # are read from it alone, never from the table.
+    rows = TaskRow.objects.filter(TRIAGED, queue=queue)
     found = list(
-        rows.exclude(err_kind="")
-        .values("err_kind")
-        .annotate(**summary)
-        .values_list("err_kind", *summary)
+        rows.values("err_kind")
+        .annotate(n=Count("*"), first=Min("created"), last=Max("created"))
+        .values_list("err_kind", "n", "first", "last")
         .order_by()
     )
-    # Tasks without an error are outside that index; they are rare here.
-    if (no_error := rows.filter(err_kind="").aggregate(**summary))["n"]:
-        found.append(("", *no_error.values()))
     found.sort(key=lambda row: (-row[1], row[0]))
     shown = found[:MAX_GROUPS]
     # The newest task of each kind shown, by one probe of the index per kind.

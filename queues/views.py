@@ -36,6 +36,7 @@ from django_htmx.middleware import HtmxDetails
 from queues import audit, bulk, charts, conf, snapshots, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.django_backend import DjangoBackend
+from queues.entroq.errors import ERROR_SUFFIX
 from queues.entroq.kinds import MAX_KIND
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import ApiToken, AuditEntry, BulkRun
@@ -46,7 +47,6 @@ VIEW = "queues.view_task"
 VIEW_VALUE = "queues.view_task_value"
 OPERATE = "queues.operate_task"
 FORCE = "queues.force_task"
-ERROR_SUFFIX = "/err"
 # Bytes of each value a list shows: enough for a one-line preview.
 PREVIEW_BYTES = 160
 MAX_REFRESH_SECONDS = 3600

@@ -162,6 +162,10 @@ class ErrorTaskValue:
             raise ValueError(f"not an ErrorTaskValue: {exc}") from exc
 
 
+#: What names an error queue: ``default_err_qmap`` appends it to the inbox.
+ERROR_SUFFIX = "/err"
+
+
 def default_err_qmap(inbox: str) -> str:
     """Return the error queue of ``inbox``: ``inbox + "/err"``."""
-    return inbox + "/err"
+    return inbox + ERROR_SUFFIX

@@ -46,7 +46,11 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="task",
             index=models.Index(
-                condition=models.Q(("err_kind", ""), _negated=True),
+                condition=models.Q(
+                    models.Q(("err_kind", ""), _negated=True),
+                    ("queue__endswith", "/err"),
+                    _connector="OR",
+                ),
                 fields=["queue", "err_kind", "created"],
                 name="entroq_task_err_kind",
             ),
