@@ -412,7 +412,9 @@ def test_a_statement_timeout_stops_long_statements_and_is_put_back() -> None:
 def test_tasks_leaving_a_queue_are_counted_when_their_transaction_commits(eq: EntroQ) -> None:
     from queues.models import Departures
 
-    eq.backend.departures.take()  # what earlier tests in this process counted
+    backend = eq.backend
+    assert isinstance(backend, entroq.DjangoBackend)
+    backend.departures.take()  # what earlier tests in this process counted
     tasks, _ = eq.modify(
         *[entroq.inserting_into("a") for _ in range(4)], entroq.inserting_into("b")
     )
@@ -425,7 +427,7 @@ def test_tasks_leaving_a_queue_are_counted_when_their_transaction_commits(eq: En
     with transaction.atomic():
         eq.modify(a4.as_deletion())
         transaction.set_rollback(True)
-    eq.backend.write_departures()
+    backend.write_departures()
 
     assert list(Departures.objects.values_list("queue", "count")) == [("a", 3)]
     assert Departures.objects.get().minute.second == 0
@@ -437,6 +439,7 @@ def test_departure_counts_are_written_every_so_often(
     from queues.entroq import departures
     from queues.models import Departures
 
+    assert isinstance(eq.backend, entroq.DjangoBackend)
     eq.backend.departures.take()
     tasks, _ = eq.modify(*[entroq.inserting_into("w") for _ in range(2)])
     monkeypatch.setattr(departures, "FLUSH_SECONDS", 0.0)
