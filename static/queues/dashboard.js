@@ -25,6 +25,12 @@
     if (!document.hidden) { lastRefresh = 0; } // fresh figures on return
   });
 
+  // A message about a failed request (a timeout) stands until a request succeeds.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var alerts = document.getElementById("alerts");
+    if (alerts && event.detail.target !== alerts) { alerts.textContent = ""; }
+  });
+
   // "As of" times count up between refreshes.
   setInterval(function () {
     document.querySelectorAll("time[data-since]").forEach(function (el) {

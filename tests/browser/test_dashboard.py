@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from datetime import timedelta
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
 from queues import demo
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
+from queues.models import Departures
 from tests.browser.conftest import log_in, screenshot
-from tests.helpers import start_manage
+from tests.helpers import database_url, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -131,6 +136,25 @@ def test_live_refresh_pauses_while_a_dialog_is_open(
     expect(page.get_by_role("link", name="second")).to_be_visible(timeout=5_000)
 
 
+@pytest.mark.postgres
+def test_a_live_refresh_that_runs_out_of_time_says_so(
+    page: Page, live_server: LiveServer, operator: User, settings: Settings
+) -> None:
+    settings.ENTROQ = {"DASHBOARD_STATEMENT_SECONDS": 0.5}
+    insert(EntroQ(), "first")
+    log_in(page, live_server.url, operator)
+    page.goto(live_server.url + "/?refresh=2")
+    expect(page.get_by_role("link", name="first")).to_be_visible()
+
+    # A lock stands in for a table too large to count in time.
+    with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
+        other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
+        expect(page.get_by_role("alert")).to_contain_text("This took too long", timeout=10_000)
+        expect(page.get_by_role("link", name="first")).to_be_visible()  # the page stays
+
+    expect(page.get_by_role("alert")).to_have_count(0, timeout=10_000)
+
+
 def test_keyboard_search_and_shift_click_ranges(
     page: Page, live_server: LiveServer, operator: User
 ) -> None:
@@ -169,6 +193,16 @@ def test_screenshots_of_each_page(browser: Browser, live_server: LiveServer, sch
     claimed = eq.try_claim("images/resize", duration=45)
     assert claimed is not None
     error_task = eq.tasks("billing/charge/err", limit=1)[0]
+    # Six hours of failures retried out of the error queue, for its throughput chart.
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=6)
+    Departures.objects.bulk_create(
+        Departures(
+            queue="billing/charge/err",
+            minute=start + timedelta(minutes=m),
+            count=round(20 + 15 * math.sin(m / 40)),
+        )
+        for m in range(0, 6 * 60, 3)
+    )
     context = browser.new_context(
         color_scheme=scheme,  # type: ignore[arg-type]
         viewport={"width": 1280, "height": 800},
@@ -185,6 +219,8 @@ def test_screenshots_of_each_page(browser: Browser, live_server: LiveServer, sch
     for name, path in pages.items():
         page.goto(live_server.url + path)
         expect(page.locator("main h1").first).to_be_visible()
+        if name == "queue":
+            expect(page.locator(".throughput svg.spark")).to_be_visible()
         assert screenshot(page, f"{name}-{scheme}").stat().st_size > 10_000
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(live_server.url + "/")
