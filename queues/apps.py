@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_migrate
 
 # The dashboard's roles; each holds the permissions of the one before it.
@@ -31,5 +32,8 @@ class QueuesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from queues import conf
+
         # After Django's own handler has created the permissions.
         post_migrate.connect(create_roles, sender=self)
+        checks.register(conf.check_settings, "entroq")

@@ -4,6 +4,7 @@ import os
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import CheckMessage, Warning
 
 from queues.entroq.tasks import DEFAULT_MAX_VALUE_BYTES
 
@@ -28,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     # Any one query of a dashboard or admin page is stopped after this many seconds,
     # and the page says so.
     "DASHBOARD_STATEMENT_SECONDS": 5.0,
+    # ...but the shared stats snapshot, one scan of the table for every viewer, may
+    # take this long (meanwhile viewers see the previous one).
+    "DASHBOARD_SNAPSHOT_SECONDS": 60.0,
     # A search of values reads at most this many tasks a page, for at most so long.
     "DASHBOARD_SEARCH_SCAN": 10_000,
     "DASHBOARD_SEARCH_SECONDS": 2.0,
@@ -58,3 +62,17 @@ def get(name: str) -> Any:
     if name not in DEFAULTS:
         raise KeyError(f"unknown ENTROQ setting {name!r}")
     return getattr(settings, "ENTROQ", {}).get(name, DEFAULTS[name])
+
+
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """Warn of ``settings.ENTROQ`` keys this version does not know (a typo, or a
+    setting renamed: ``DASHBOARD_MAX_QUEUES`` became ``DASHBOARD_QUEUES_PER_PAGE``)."""
+    unknown = sorted(set(getattr(settings, "ENTROQ", {})) - set(DEFAULTS))
+    return [
+        Warning(
+            f"settings.ENTROQ[{name!r}] is not a setting of this version and is ignored.",
+            hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+            id="queues.W001",
+        )
+        for name in unknown
+    ]

@@ -12,6 +12,7 @@ from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseRedirectBase
 from django.shortcuts import render
+from django.template.response import SimpleTemplateResponse
 from django_htmx.http import HttpResponseClientRedirect
 
 from queues import conf
@@ -47,7 +48,9 @@ class StatementTimeoutMiddleware:
     A page whose query runs out answers 503 with a page that says so, rather than
     holding a server thread and the database as long as the query would take. An htmx
     request (a live refresh, an action) gets the message in the page's alert area.
-    It must come last among the middleware: it calls the view itself.
+    It must come last among the middleware: it calls the view itself (so no other
+    middleware's ``process_exception`` sees the view's errors, and ``ATOMIC_REQUESTS``
+    would not apply; neither is used here).
     """
 
     namespaces = frozenset({"queues", "admin"})
@@ -71,7 +74,11 @@ class StatementTimeoutMiddleware:
         seconds = conf.get("DASHBOARD_STATEMENT_SECONDS")
         try:
             with statement_timeout(seconds):
-                return view_func(request, *view_args, **view_kwargs)
+                response = view_func(request, *view_args, **view_kwargs)
+                # The admin's lazy querysets run as its template renders: render here.
+                if isinstance(response, SimpleTemplateResponse):
+                    response.render()
+                return response
         except OperationalError as error:
             if not is_timeout(error):
                 raise

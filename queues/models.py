@@ -73,6 +73,7 @@ class Departures(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["queue", "minute"], name="entroq_departures_minute")
         ]
+        indexes = [models.Index(fields=["minute"], name="entroq_departures_pruned")]
 
     def __str__(self) -> str:
         return f"{self.count} left {self.queue} at {self.minute:%Y-%m-%d %H:%M}"

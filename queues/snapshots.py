@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from queues import conf
 from queues.entroq import QueueStat
+from queues.entroq.django_backend import statement_timeout
 from queues.entroq.wire import decode_time, encode_time
 from queues.models import Departures, StatsSnapshot
 from queues.service import client
@@ -42,6 +43,11 @@ def latest() -> Snapshot:
     newest = complete.first()
     if newest is not None and (now - newest.taken).total_seconds() < period:
         return _read(newest)
+    limit = float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))
+    taking = StatsSnapshot.objects.filter(stats__isnull=True)
+    if newest is not None and taking.filter(taken__gt=now - timedelta(seconds=limit)).exists():
+        # On a large table a snapshot can take longer than a period: one at a time.
+        return _read(newest)
     try:
         # A short write of its own claims the period: only then are stats computed,
         # outside any transaction (SQLite would hold its write lock meanwhile).
@@ -50,12 +56,15 @@ def latest() -> Snapshot:
     except IntegrityError:
         # Another request is taking this period's snapshot: use the newest there is.
         return _read(newest) if newest is not None else Snapshot(now, client().queue_stats())
-    stats = client().queue_stats()
+    # Longer than a page's own queries may take: it is one scan for every viewer.
+    with statement_timeout(limit):
+        stats = client().queue_stats()
     kept = not StatsSnapshot.objects.filter(kept=True, taken__gt=now - KEEP_EVERY).exists()
     StatsSnapshot.objects.filter(pk=row.pk).update(
         stats={name: _pack(stat) for name, stat in stats.items()}, kept=kept
     )
-    _prune(now)
+    if kept:
+        _prune(now)  # every KEEP_EVERY is often enough
     return Snapshot(now, stats)
 
 

@@ -27,7 +27,8 @@ class Group:
     count: int
     first_seen: datetime
     last_seen: datetime
-    sample: uuid.UUID
+    #: The newest task of the kind, and its error; None if it went away meanwhile.
+    sample: uuid.UUID | None
     example: str
 
 
@@ -53,15 +54,14 @@ def groups(queue: str) -> tuple[list[Group], int, int]:
     newest = Q()
     for kind, _, _, last in shown:
         newest |= Q(err_kind=kind, created=last)
-    samples: dict[str, tuple[uuid.UUID, str]] = {}
+    samples: dict[str, tuple[uuid.UUID | None, str]] = {}
     if shown:
         for kind, id, err in rows.filter(newest).values_list("err_kind", "id", "err"):
             samples.setdefault(kind, (id, err))
     return (
         [
-            Group(kind, n, first, last, *samples[kind])
+            Group(kind, n, first, last, *samples.get(kind, (None, "")))
             for kind, n, first, last in shown
-            if kind in samples  # else its tasks went away meanwhile
         ],
         sum(row[1] for row in found),
         len(found),

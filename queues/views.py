@@ -170,7 +170,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "name")
     sort = sort if sort in SORTS else "name"
     descending = request.GET.get("dir") == "desc"
-    per_page = conf.get("DASHBOARD_QUEUES_PER_PAGE")
+    per_page = max(1, int(conf.get("DASHBOARD_QUEUES_PER_PAGE")))
     snapshot = snapshots.latest()  # shared by every viewer: one computation a period
     now = snapshot.taken
     stats = {q: s for q, s in snapshot.stats.items() if q.startswith(prefix)}

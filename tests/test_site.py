@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from django.core import checks
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from tests.helpers import ROOT
 
@@ -40,3 +42,12 @@ def test_the_admin_asks_for_a_login(client: Client) -> None:
     response = client.get("/admin/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_an_unknown_entroq_setting_is_named(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MAX_QUEUES": 10, "DASHBOARD_PAGE_SIZE": 20}
+    warnings = checks.run_checks(tags=["entroq"])
+    named = [w for w in warnings if w.id == "queues.W001"]
+    assert [w.msg for w in named] == [
+        "settings.ENTROQ['DASHBOARD_MAX_QUEUES'] is not a setting of this version and is ignored."
+    ]

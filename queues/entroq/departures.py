@@ -1,10 +1,12 @@
 """Counts of the tasks leaving each queue, per minute, for the throughput chart.
 
 A task leaves a queue when it is deleted (done) or moved to another queue (such as
-its error queue). Each process counts in memory and adds its counts to the
-departures table at most every ``FLUSH_SECONDS``, in one statement: the hot paths
-gain no write and no row that every worker would update. A process that dies loses
-at most its last ``FLUSH_SECONDS`` of counts; the chart is a rate, not a ledger.
+its error queue). Each process counts in memory, after commit, and adds its counts to
+the departures table in one statement when ``FLUSH_SECONDS`` have passed since its
+last write and it next claims or finishes a task, and when its client closes: the hot
+paths gain no write and no row that every worker would update. Counts are kept by
+the minute they were made in, so a late write lands where it belongs; a process that
+dies loses what it had not written. The chart is a rate, not a ledger.
 """
 
 from __future__ import annotations

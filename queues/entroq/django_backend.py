@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
@@ -144,15 +145,20 @@ def statement_timeout(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator
         try:
             yield
         finally:
-            # In a failed transaction the rollback to come undoes the setting.
-            if connection.connection.info.transaction_status != TransactionStatus.INERROR:
+            raw = connection.connection
+            # In a failed transaction the rollback to come undoes the setting; a closed
+            # connection took it along.
+            if raw is not None and raw.info.transaction_status != TransactionStatus.INERROR:
                 try:
                     with connection.cursor() as cursor:
                         cursor.execute(
                             "SELECT set_config('statement_timeout', %s, false)", [previous]
                         )
-                except DatabaseError:
-                    connection.close()  # never left to a later request with our timeout
+                except Error:
+                    # Never left to a later request with our timeout; and the error
+                    # that brought us here, if any, is the one to report.
+                    with contextlib.suppress(Error):
+                        connection.close()
     elif connection.vendor == "sqlite":
         raw = connection.connection
         deadline = math.inf
@@ -160,12 +166,10 @@ def statement_timeout(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator
         def timed(
             execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
         ) -> Any:
+            # Armed until the next statement: rows are fetched after execute returns.
             nonlocal deadline
             deadline = time.monotonic() + seconds
-            try:
-                return execute(sql, params, many, context)
-            finally:
-                deadline = math.inf
+            return execute(sql, params, many, context)
 
         outer = _progress_handlers.get(connection)
         handler = _progress_handlers[connection] = lambda: time.monotonic() > deadline
@@ -175,7 +179,8 @@ def statement_timeout(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator
                 yield
         finally:
             _progress_handlers[connection] = outer
-            raw.set_progress_handler(outer, 10_000 if outer else 0)
+            with contextlib.suppress(Exception):  # a closed connection has no handler
+                raw.set_progress_handler(outer, 10_000 if outer else 0)
     else:
         yield
 
@@ -387,7 +392,7 @@ class _PgListener:
 
 
 _shared_lock = threading.Lock()
-_departures: dict[str, DepartureCounts] = {}
+_departures: dict[tuple[str, int], DepartureCounts] = {}
 _notifiers: dict[tuple[str, int], Notifier] = {}
 _listeners: dict[tuple[str, int], _PgListener] = {}
 
@@ -487,6 +492,8 @@ class DjangoBackend(Backend):
         return self.try_claim_or_arrival(query)[0]
 
     def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
+        # Each claim, found or not, reports what the worker finished since the last one.
+        self.write_departures_when_due()
         claim = self._claim_postgres if self.dialect.vendor == "postgresql" else self._claim_sqlite
         # Under heavy contention every candidate may be taken by concurrent claims;
         # if tasks are still available, try again rather than report an empty queue.
@@ -498,8 +505,6 @@ class DjangoBackend(Backend):
             arrival = self.seconds_until_arrival(query.queues)
             if arrival is None or arrival > 0:
                 break
-        if self.departures.due():  # a worker run dry still reports what it finished
-            self.write_departures()
         listener = self._listener()
         if listener is None or not listener.listening.is_set():
             # No word comes from other processes (SQLite cannot send it; PostgreSQL's
@@ -647,7 +652,8 @@ class DjangoBackend(Backend):
     @property
     def departures(self) -> DepartureCounts:
         """Return this process's unwritten departures from this database."""
-        return _departures.setdefault(self.using, DepartureCounts())
+        # By process too: a child forked with the parent's counts must not add them.
+        return _departures.setdefault((self.using, os.getpid()), DepartureCounts())
 
     def _departed(self, queues: list[str]) -> None:
         """Count a departure from each of ``queues`` once the transaction commits."""
@@ -657,10 +663,16 @@ class DjangoBackend(Backend):
 
         def count() -> None:
             counts.add(queues)
-            if counts.due():
-                self.write_departures()
+            self.write_departures_when_due()
 
-        transaction.on_commit(count, using=self.using)
+        # Robust: the modification has committed; nothing here may fail it.
+        transaction.on_commit(count, using=self.using, robust=True)
+
+    def write_departures_when_due(self) -> None:
+        """Write the departure counts if ``FLUSH_SECONDS`` have passed since the last
+        write, and no transaction of the caller's could roll the write back."""
+        if self.departures.due() and not connections[self.using].in_atomic_block:
+            self.write_departures()
 
     def write_departures(self) -> None:
         """Add this process's departure counts to the departures table."""
@@ -675,9 +687,10 @@ class DjangoBackend(Backend):
                     f"INSERT INTO {DEPARTURES_TABLE} (queue, minute, count) VALUES (%s, %s, %s) "
                     f"ON CONFLICT (queue, minute) "
                     f"DO UPDATE SET count = {DEPARTURES_TABLE}.count + excluded.count",
-                    [(queue, dialect.db_time(minute), n) for queue, minute, n in taken],
+                    # In one order in every process, so that concurrent writes never deadlock.
+                    [(queue, dialect.db_time(minute), n) for queue, minute, n in sorted(taken)],
                 )
-        except DatabaseError as exc:
+        except Exception as exc:  # counts are never worth a failed claim or shutdown
             counts.put_back(taken)
             logger.warning("entroq: departures not written yet (%s)", exc)
 

@@ -14,7 +14,7 @@ from pytest_django.fixtures import Settings
 
 from queues import snapshots
 from queues.entroq import EntroQ, inserting_into
-from queues.models import StatsSnapshot
+from queues.models import Departures, StatsSnapshot
 
 
 def stats_queries(queries: CaptureQueriesContext) -> int:
@@ -67,13 +67,33 @@ def test_old_snapshots_are_pruned_and_kept_ones_chart(viewer: Client, settings: 
             stats={"jobs": [size, size, 0, 0, 0, None], "jobs/err": [1, 1, 0, 0, 0, None]},
         )
     StatsSnapshot.objects.create(taken=now - timedelta(minutes=15), slot=-15, stats={})
+    for hours in (7, 1):
+        Departures.objects.create(queue="jobs", minute=now - timedelta(hours=hours), count=1)
     EntroQ().modify(inserting_into("jobs"))
 
     page = viewer.get("/").content.decode()
 
+    assert list(Departures.objects.values_list("minute", flat=True)) == [now - timedelta(hours=1)]
     assert not StatsSnapshot.objects.filter(taken__lt=now - timedelta(hours=6)).exists()
     assert not StatsSnapshot.objects.filter(slot=-15).exists(), "an unkept old one goes"
     assert '<svg class="spark"' in page
     assert '<polyline class="depth"' in page
     assert '<polyline class="errors"' in page
     assert "size 1 to 5" in page
+
+
+@pytest.mark.django_db
+def test_a_snapshot_still_being_taken_is_not_taken_again(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 2}
+    EntroQ().modify(inserting_into("q"))
+    now = timezone.now()
+    StatsSnapshot.objects.create(
+        taken=now - timedelta(seconds=30), slot=-30, stats={"q": [7] * 5 + [None]}
+    )
+    StatsSnapshot.objects.create(taken=now - timedelta(seconds=10), slot=-10)  # in progress
+
+    with CaptureQueriesContext(connection) as queries:
+        seen = snapshots.latest()
+
+    assert stats_queries(queries) == 0
+    assert seen.stats["q"].size == 7, "the previous snapshot, while the next is taken"
