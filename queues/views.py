@@ -319,6 +319,7 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         )
     )
     now = eq.time()
+    throughput = snapshots.throughput(name, hours=CHART_HOURS)
     context = {
         "queue": name,
         "named_by_parameter": "?" in queue_url(name),
@@ -328,8 +329,8 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         "error_queue": None if name.endswith(ERROR_SUFFIX) else name + ERROR_SUFFIX,
         "source_queue": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else None,
         "triage_url": reverse("queues:triage") + "?" + _query(queue=name),
-        "throughput": (rates := snapshots.throughput(name, hours=CHART_HOURS)),
-        "throughput_chart": charts.sparkline(rates, what="tasks leaving a minute"),
+        "throughput": throughput,
+        "throughput_chart": charts.sparkline(throughput, what="tasks leaving a minute"),
         "chart_hours": CHART_HOURS,
         "page": page,
         "rows": [

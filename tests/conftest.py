@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
-from queues import entroq, tokens
+from queues import entroq, metrics, tokens
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -35,6 +36,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)"))
         if item.get_closest_marker("sqlite") and connection.vendor != "sqlite":
             item.add_marker(pytest.mark.skip(reason="needs SQLite"))
+
+
+# The live server's long polls in tests: a poll its client gave up on (a stopped
+# worker, a killed process) goes on in the server's thread, into the next test.
+TEST_API_MAX_WAIT_SECONDS = 3
+
+
+@pytest.fixture(autouse=True)
+def _live_server_settles(request: pytest.FixtureRequest, settings: Any) -> Iterator[None]:
+    """Bound the live server's long polls, and wait for them to end after a test."""
+    settings.ENTROQ = {"API_MAX_WAIT_SECONDS": TEST_API_MAX_WAIT_SECONDS}
+    yield
+    if "live_server" in request.fixturenames:
+        deadline = time.monotonic() + TEST_API_MAX_WAIT_SECONDS + 5
+        while api_claims_waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def api_claims_waiting() -> float:
+    return next(iter(metrics.WAITING.collect())).samples[0].value
 
 
 @pytest.fixture(
