@@ -20,6 +20,19 @@ QUEUES = {
 }
 
 
+# The failures already waiting, a few kinds in different numbers, for the triage page.
+SEEDED_FAILURES = [
+    QUEUES["billing/charge"][1],
+    QUEUES["billing/charge"][1],
+    QUEUES["billing/charge"][1],
+    "HTTP 503 from payments-api",
+    QUEUES["billing/charge"][1],
+    "card ending {} declined: insufficient funds",
+    "HTTP 503 from payments-api",
+    "KeyError: 'currency'",
+]
+
+
 def work(task: Task) -> Sequence[ModifyArg]:
     """Take a moment over ``task``; fail now and then (the worker retries, then gives up)."""
     time.sleep(random.uniform(0.2, 1.5))
@@ -60,7 +73,7 @@ def seed(eq: EntroQ, tasks: int = 300) -> int:
             created=now - timedelta(minutes=n),
             modified=now,
             attempt=3,
-            err=QUEUES["billing/charge"][1].format(n),
+            err=SEEDED_FAILURES[n % len(SEEDED_FAILURES)].format(random.randint(1000, 99999)),
         )
         value = ErrorTaskValue(task=failed, err=failed.err).to_json()
         data.append(TaskData(queue="billing/charge/err", value=value, err=failed.err))

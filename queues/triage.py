@@ -39,12 +39,13 @@ def groups(queue: str) -> tuple[list[Group], int, int]:
     In an error queue every task counts, those without an error in a group of their
     own ("" kind); elsewhere only tasks with an error.
     """
-    # The condition of the error kind index, which holds (kind, created): the groups
-    # are read from it alone, never from the table.
+    # The condition of the error kind index, which holds (kind, modified): the groups
+    # are read from it alone, never from the table. A failed task was last modified
+    # when it failed (it was moved, or inserted, into the error queue then).
     rows = TaskRow.objects.filter(TRIAGED, queue=queue)
     found = list(
         rows.values("err_kind")
-        .annotate(n=Count("*"), first=Min("created"), last=Max("created"))
+        .annotate(n=Count("*"), first=Min("modified"), last=Max("modified"))
         .values_list("err_kind", "n", "first", "last")
         .order_by()
     )
@@ -53,7 +54,7 @@ def groups(queue: str) -> tuple[list[Group], int, int]:
     # The newest task of each kind shown, by one probe of the index per kind.
     newest = Q()
     for kind, _, _, last in shown:
-        newest |= Q(err_kind=kind, created=last)
+        newest |= Q(err_kind=kind, modified=last)
     samples: dict[str, tuple[uuid.UUID | None, str]] = {}
     if shown:
         for kind, id, err in rows.filter(newest).values_list("err_kind", "id", "err"):
