@@ -35,7 +35,7 @@ from django_htmx.middleware import HtmxDetails
 
 from queues import audit, bulk, charts, conf, snapshots, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
-from queues.entroq.django_backend import DjangoBackend
+from queues.entroq.django_backend import DjangoBackend, is_timeout
 from queues.entroq.errors import ERROR_SUFFIX
 from queues.entroq.kinds import MAX_KIND
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
@@ -384,7 +384,9 @@ def _search(eq: EntroQ, queue: str, needle: str, request: HttpRequest, limit: in
             limit=limit,
             timeout=conf.get("DASHBOARD_SEARCH_SECONDS"),
         )
-    except OperationalError:
+    except OperationalError as error:
+        if not is_timeout(error):
+            raise
         seconds = conf.get("DASHBOARD_SEARCH_SECONDS")
         problem = f"The search took over {seconds} s and was stopped; narrow it down."
         return Search(needle, empty, scan, problem=problem)
