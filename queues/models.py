@@ -40,7 +40,7 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["queue", "at", "id"], name="entroq_task_queue_at_id"),
             models.Index(
-                fields=["queue", "err_kind", "modified"],
+                fields=["queue", "err_kind", "modified", "id"],
                 name="entroq_task_err_kind",
                 condition=TRIAGED,
             ),

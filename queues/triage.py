@@ -10,7 +10,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min, TextField
+from django.db.models.functions import Cast
 
 from queues.models import TRIAGED
 from queues.models import Task as TaskRow
@@ -27,8 +28,8 @@ class Group:
     count: int
     first_seen: datetime
     last_seen: datetime
-    #: The newest task of the kind, and its error; None if it went away meanwhile.
-    sample: uuid.UUID | None
+    #: A task of the kind, and its error ("" if it went away meanwhile).
+    sample: uuid.UUID
     example: str
 
 
@@ -39,30 +40,29 @@ def groups(queue: str) -> tuple[list[Group], int, int]:
     In an error queue every task counts, those without an error in a group of their
     own ("" kind); elsewhere only tasks with an error.
     """
-    # The condition of the error kind index, which holds (kind, modified): the groups
-    # are read from it alone, never from the table. A failed task was last modified
-    # when it failed (it was moved, or inserted, into the error queue then).
+    # The condition of the error kind index, which holds (kind, modified, id): the
+    # groups are read from it alone, never from the table. A failed task was last
+    # modified when it failed (it was moved, or inserted, into the error queue then).
     rows = TaskRow.objects.filter(TRIAGED, queue=queue)
     found = list(
         rows.values("err_kind")
-        .annotate(n=Count("*"), first=Min("modified"), last=Max("modified"))
-        .values_list("err_kind", "n", "first", "last")
+        .annotate(
+            n=Count("*"),
+            first=Min("modified"),
+            last=Max("modified"),
+            # A sample: the largest ID, as text so that every database has a max.
+            sample=Max(Cast("id", TextField())),
+        )
+        .values_list("err_kind", "n", "first", "last", "sample")
         .order_by()
     )
     found.sort(key=lambda row: (-row[1], row[0]))
-    shown = found[:MAX_GROUPS]
-    # The newest task of each kind shown, by one probe of the index per kind.
-    newest = Q()
-    for kind, _, _, last in shown:
-        newest |= Q(err_kind=kind, modified=last)
-    samples: dict[str, tuple[uuid.UUID | None, str]] = {}
-    if shown:
-        for kind, id, err in rows.filter(newest).values_list("err_kind", "id", "err"):
-            samples.setdefault(kind, (id, err))
+    shown = [(*row[:4], uuid.UUID(row[4])) for row in found[:MAX_GROUPS]]
+    errors = dict(TaskRow.objects.filter(id__in=[row[4] for row in shown]).values_list("id", "err"))
     return (
         [
-            Group(kind, n, first, last, *samples.get(kind, (None, "")))
-            for kind, n, first, last in shown
+            Group(kind, n, first, last, sample, errors.get(sample, ""))
+            for kind, n, first, last, sample in shown
         ],
         sum(row[1] for row in found),
         len(found),

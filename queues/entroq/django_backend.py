@@ -653,13 +653,19 @@ class DjangoBackend(Backend):
     def departures(self) -> DepartureCounts:
         """Return this process's unwritten departures from this database."""
         # By process too: a child forked with the parent's counts must not add them.
-        return _departures.setdefault((self.using, os.getpid()), DepartureCounts())
+        key = (self.using, os.getpid())
+        counts = _departures.get(key)
+        return counts if counts is not None else _departures.setdefault(key, DepartureCounts())
 
     def _departed(self, queues: list[str]) -> None:
         """Count a departure from each of ``queues`` once the transaction commits."""
         if not queues:
             return
         counts = self.departures
+        if not connections[self.using].in_atomic_block:  # committed already
+            counts.add(queues)
+            self.write_departures_when_due()
+            return
 
         def count() -> None:
             counts.add(queues)

@@ -30,6 +30,8 @@ def error_kind(err: str) -> str:
     A many-line error (a traceback) is known by its first and last lines: the last
     names the exception, which a cut of the whole text would lose.
     """
+    if not err:
+        return ""
     lines = [line for line in err.splitlines() if line.strip()]
     if len(lines) > 2:
         err = f"{lines[0][:MAX_KIND]} … {lines[-1][:MAX_KIND]}"

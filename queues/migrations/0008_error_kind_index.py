@@ -9,7 +9,7 @@ INDEX = models.Index(
         ("queue__endswith", "/err"),
         _connector="OR",
     ),
-    fields=["queue", "err_kind", "modified"],
+    fields=["queue", "err_kind", "modified", "id"],
     name="entroq_task_err_kind",
 )
 
