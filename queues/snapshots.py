@@ -1,20 +1,23 @@
 """Queue stats shared by every viewer: one snapshot per refresh period, kept for charts.
 
 The overview and the claims view read the newest snapshot; the first request of a
-new period takes the next one (a unique slot decides which request, across
-processes), so open tabs cost the database one ``queue_stats`` per period in all,
-not one per tab. A snapshot every ``KEEP_EVERY`` is kept for ``KEEP_HOURS`` hours,
+new period starts taking the next one in a thread of its own (a unique slot decides
+which request, across processes) and is answered from the newest meanwhile, so open
+tabs cost the database one ``queue_stats`` per period in all, not one per tab, and no
+page waits for it. A snapshot every ``KEEP_EVERY`` is kept for ``KEEP_HOURS`` hours,
 for the charts; the others are pruned after ``RECENT``. The throughput chart reads
 the departures the backend counts (``queues.entroq.departures``), pruned alike.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from queues import conf
@@ -23,6 +26,8 @@ from queues.entroq.django_backend import statement_timeout
 from queues.entroq.wire import decode_time, encode_time
 from queues.models import Departures, StatsSnapshot
 from queues.service import client
+
+logger = logging.getLogger(__name__)
 
 KEEP_EVERY = timedelta(minutes=5)
 KEEP_HOURS = 6
@@ -36,7 +41,13 @@ class Snapshot:
 
 
 def latest() -> Snapshot:
-    """Return stats at most one refresh period old, taking them if none are."""
+    """Return the newest stats, taking new ones once a refresh period has passed.
+
+    Stats older than a period are returned as they are while a thread of this process
+    takes the next ones (outside the caller's request, so a page never waits for a
+    scan of the table); only the very first stats, or stats asked for inside a
+    transaction (which another thread could not see), are taken in the caller.
+    """
     period = max(float(conf.get("DASHBOARD_MIN_REFRESH_SECONDS")), 0.5)
     now = client().time()
     complete = StatsSnapshot.objects.filter(stats__isnull=False).order_by("-taken")
@@ -56,16 +67,35 @@ def latest() -> Snapshot:
     except IntegrityError:
         # Another request is taking this period's snapshot: use the newest there is.
         return _read(newest) if newest is not None else Snapshot(now, client().queue_stats())
+    if newest is not None and not connection.in_atomic_block:
+        threading.Thread(target=_take_apart, args=(row.pk, now), daemon=True).start()
+        return _read(newest)
+    return _take(row.pk, now)
+
+
+def _take(pk: int, now: datetime) -> Snapshot:
+    """Take the stats of the snapshot ``pk`` claimed, store and return them."""
     # Longer than a page's own queries may take: it is one scan for every viewer.
-    with statement_timeout(limit):
+    with statement_timeout(float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))):
         stats = client().queue_stats()
     kept = not StatsSnapshot.objects.filter(kept=True, taken__gt=now - KEEP_EVERY).exists()
-    StatsSnapshot.objects.filter(pk=row.pk).update(
+    StatsSnapshot.objects.filter(pk=pk).update(
         stats={name: _pack(stat) for name, stat in stats.items()}, kept=kept
     )
     if kept:
         _prune(now)  # every KEEP_EVERY is often enough
     return Snapshot(now, stats)
+
+
+def _take_apart(pk: int, now: datetime) -> None:
+    """Take a snapshot in a thread of its own (with its own database connection)."""
+    try:
+        _take(pk, now)
+    except Exception:
+        # Viewers go on with the previous stats; the next period tries again.
+        logger.exception("entroq: taking the dashboard's stats snapshot failed")
+    finally:
+        connection.close()
 
 
 def history(queues: list[str], hours: int = KEEP_HOURS) -> dict[str, list[tuple[datetime, int]]]:

@@ -140,18 +140,19 @@ def test_live_refresh_pauses_while_a_dialog_is_open(
 def test_a_live_refresh_that_runs_out_of_time_says_so(
     page: Page, live_server: LiveServer, operator: User, settings: Settings
 ) -> None:
-    # The overview's queries are those of the shared snapshot.
-    settings.ENTROQ = {"DASHBOARD_STATEMENT_SECONDS": 0.5, "DASHBOARD_SNAPSHOT_SECONDS": 0.5}
-    insert(EntroQ(), "first")
+    settings.ENTROQ = {"DASHBOARD_STATEMENT_SECONDS": 0.5}
+    eq = EntroQ()
+    insert(eq, "held")
+    assert eq.try_claim("held", duration=600)
     log_in(page, live_server.url, operator)
-    page.goto(live_server.url + "/?refresh=2")
-    expect(page.get_by_role("link", name="first")).to_be_visible()
+    page.goto(live_server.url + "/claims?refresh=2")
+    expect(page.get_by_role("link", name="held")).to_be_visible()
 
-    # A lock stands in for a table too large to count in time.
+    # A lock stands in for a table too large to read in time.
     with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
         other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
         expect(page.get_by_role("alert")).to_contain_text("This took too long", timeout=10_000)
-        expect(page.get_by_role("link", name="first")).to_be_visible()  # the page stays
+        expect(page.get_by_role("link", name="held")).to_be_visible()  # the page stays
 
     expect(page.get_by_role("alert")).to_have_count(0, timeout=10_000)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -97,3 +98,22 @@ def test_a_snapshot_still_being_taken_is_not_taken_again(settings: Settings) -> 
 
     assert stats_queries(queries) == 0
     assert seen.stats["q"].size == 7, "the previous snapshot, while the next is taken"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stale_stats_are_answered_at_once_and_taken_anew_apart(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 2}
+    EntroQ().modify(inserting_into("q"))
+    old = timezone.now() - timedelta(seconds=10)
+    StatsSnapshot.objects.create(taken=old, slot=-10, stats={"q": [7] * 5 + [None]})
+
+    with CaptureQueriesContext(connection) as queries:
+        seen = snapshots.latest()
+
+    assert seen.stats["q"].size == 7, "the newest there is, at once"
+    assert stats_queries(queries) == 0, "not taken in the caller"
+    deadline = time.monotonic() + 10
+    while not StatsSnapshot.objects.filter(taken__gt=old, stats__isnull=False).exists():
+        assert time.monotonic() < deadline, "no new snapshot was taken"
+        time.sleep(0.05)
+    assert snapshots.latest().stats["q"].size == 1
