@@ -89,7 +89,6 @@ def measure(args: argparse.Namespace) -> None:
     django.setup()
     from django.contrib.auth.models import User
     from django.db import connection
-    from django.db.models import F
     from django.db.models.functions import Now
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -108,20 +107,20 @@ def measure(args: argparse.Namespace) -> None:
     some_task = middle[0]
     cursor = encode_cursor(deep) if deep else ""
 
-    def first_stats() -> None:  # the first view after a start: no stats at all
+    def first_stats() -> None:  # the first view after a start (or a long idle)
         StatsSnapshot.objects.all().delete()
 
     def stale_stats() -> None:  # a period has passed: stats are taken anew, apart
         while StatsSnapshot.objects.filter(stats__isnull=True).exists():
             time.sleep(0.05)  # the last request's snapshot, still being taken
-        StatsSnapshot.objects.update(taken=F("taken") - timedelta(seconds=60))
+        StatsSnapshot.objects.update(taken=Now() - timedelta(seconds=3))
 
     def fresh_stats() -> None:  # another viewer took them within the period
         snapshots.latest()
         StatsSnapshot.objects.filter(stats__isnull=False).update(taken=Now())
 
     pages: dict[str, tuple[str, Callable[[], object]]] = {
-        "overview, no stats yet": ("/", first_stats),
+        "overview, first view": ("/", first_stats),
         "overview, a period old": ("/", stale_stats),
         "overview, shared stats": ("/", fresh_stats),
         "queue page, deep, older": (f"/queue/big?before={cursor}", fresh_stats),

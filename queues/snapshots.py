@@ -11,9 +11,11 @@ the departures the backend counts (``queues.entroq.departures``), pruned alike.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,12 +24,13 @@ from django.utils import timezone
 
 from queues import conf
 from queues.entroq import QueueStat
-from queues.entroq.django_backend import statement_timeout
+from queues.entroq.django_backend import is_timeout, statement_timeout
 from queues.entroq.wire import decode_time, encode_time
 from queues.models import Departures, StatsSnapshot
 from queues.service import client
 
 logger = logging.getLogger(__name__)
+_threads: set[threading.Thread] = set()
 
 KEEP_EVERY = timedelta(minutes=5)
 KEEP_HOURS = 6
@@ -38,46 +41,64 @@ RECENT = timedelta(minutes=10)
 class Snapshot:
     taken: datetime
     stats: dict[str, QueueStat]
+    #: No stats yet: the first ones are being taken (``stats`` is empty).
+    pending: bool = False
 
 
 def latest() -> Snapshot:
     """Return the newest stats, taking new ones once a refresh period has passed.
 
-    Stats older than a period are returned as they are while a thread of this process
-    takes the next ones (outside the caller's request, so a page never waits for a
-    scan of the table); only the very first stats, or stats asked for inside a
-    transaction (which another thread could not see), are taken in the caller.
+    Stats a little older than a period are returned as they are while a thread of
+    this process takes the next ones, so a refreshing page never waits for a scan of
+    the table. The first stats, those after the dashboard sat idle, and those asked
+    for inside a transaction (which another thread could not see) are taken in the
+    caller; callers meanwhile get a pending snapshot rather than a second scan.
     """
     period = max(float(conf.get("DASHBOARD_MIN_REFRESH_SECONDS")), 0.5)
     now = client().time()
     complete = StatsSnapshot.objects.filter(stats__isnull=False).order_by("-taken")
     newest = complete.first()
-    if newest is not None and (now - newest.taken).total_seconds() < period:
+    age = math.inf if newest is None else (now - newest.taken).total_seconds()
+    if newest is not None and age < period:
         return _read(newest)
+    # As old as one missed refresh of a default page: shown while new ones are taken.
+    usable = newest if age < period + 2 * float(conf.get("DASHBOARD_REFRESH_SECONDS")) else None
+    meanwhile = _read(usable) if usable is not None else Snapshot(now, {}, pending=True)
     limit = float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))
     taking = StatsSnapshot.objects.filter(stats__isnull=True)
-    if newest is not None and taking.filter(taken__gt=now - timedelta(seconds=limit)).exists():
-        # On a large table a snapshot can take longer than a period: one at a time.
-        return _read(newest)
+    if taking.filter(taken__gt=now - timedelta(seconds=limit)).exists():
+        return meanwhile  # on a large table a snapshot outlasts a period: one at a time
     try:
         # A short write of its own claims the period: only then are stats computed,
         # outside any transaction (SQLite would hold its write lock meanwhile).
         with transaction.atomic():
             row = StatsSnapshot.objects.create(taken=now, slot=math.floor(now.timestamp() / period))
     except IntegrityError:
-        # Another request is taking this period's snapshot: use the newest there is.
-        return _read(newest) if newest is not None else Snapshot(now, client().queue_stats())
-    if newest is not None and not connection.in_atomic_block:
-        threading.Thread(target=_take_apart, args=(row.pk, now), daemon=True).start()
-        return _read(newest)
+        return meanwhile  # another request claimed this period
+    if usable is not None and not connection.in_atomic_block:
+        thread = threading.Thread(target=_take_apart, args=(row.pk, now), daemon=True)
+        _threads.add(thread)
+        thread.start()
+        return meanwhile
     return _take(row.pk, now)
 
 
 def _take(pk: int, now: datetime) -> Snapshot:
     """Take the stats of the snapshot ``pk`` claimed, store and return them."""
-    # Longer than a page's own queries may take: it is one scan for every viewer.
-    with statement_timeout(float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))):
-        stats = client().queue_stats()
+    limit = float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))
+    try:
+        # Longer than a page's own queries may take: it is one scan for every viewer.
+        with statement_timeout(limit):
+            stats = client().queue_stats()
+    except Exception as error:
+        claimed = StatsSnapshot.objects.filter(pk=pk, stats__isnull=True)
+        with contextlib.suppress(Exception):
+            if is_timeout(error):
+                # The next scan would run out too: not before another whole limit.
+                claimed.update(taken=client().time())
+            else:
+                claimed.delete()  # the next request may try again
+        raise
     kept = not StatsSnapshot.objects.filter(kept=True, taken__gt=now - KEEP_EVERY).exists()
     StatsSnapshot.objects.filter(pk=pk).update(
         stats={name: _pack(stat) for name, stat in stats.items()}, kept=kept
@@ -92,10 +113,18 @@ def _take_apart(pk: int, now: datetime) -> None:
     try:
         _take(pk, now)
     except Exception:
-        # Viewers go on with the previous stats; the next period tries again.
+        # Viewers go on with the previous stats; a later period tries again.
         logger.exception("entroq: taking the dashboard's stats snapshot failed")
     finally:
         connection.close()
+        _threads.discard(threading.current_thread())
+
+
+def settle(timeout: float = 10.0) -> None:
+    """Wait for snapshots being taken in threads of this process (before shutdown)."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def history(queues: list[str], hours: int = KEEP_HOURS) -> dict[str, list[tuple[datetime, int]]]:

@@ -205,6 +205,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         },
         "page": page,
         "pages": pages,
+        "pending": snapshot.pending,
         "first": (page - 1) * per_page + 1,
         "last": (page - 1) * per_page + len(rows),
         "now": now,

@@ -19,7 +19,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
-from queues import entroq, metrics, tokens
+from queues import entroq, metrics, snapshots, tokens
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -46,7 +46,7 @@ TEST_API_MAX_WAIT_SECONDS = 3
 @pytest.fixture(autouse=True)
 def _live_server_settles(request: pytest.FixtureRequest, settings: Any) -> Iterator[None]:
     """Bound the live server's long polls, and wait for them to end after a test."""
-    settings.ENTROQ = {"API_MAX_WAIT_SECONDS": TEST_API_MAX_WAIT_SECONDS}
+    settings.ENTROQ = {**settings.ENTROQ, "API_MAX_WAIT_SECONDS": TEST_API_MAX_WAIT_SECONDS}
     yield
     if "live_server" in request.fixturenames:
         deadline = time.monotonic() + TEST_API_MAX_WAIT_SECONDS + 5
@@ -105,6 +105,7 @@ def other(backend: entroq.Backend) -> entroq.EntroQ:
 def _stop_listening(django_db_setup: None) -> Iterator[None]:
     """Close LISTEN connections before the test database is dropped (set up after it)."""
     yield
+    snapshots.settle()  # no thread of ours may hold a connection to the dropped database
     entroq.DjangoBackend.stop_listening()
 
 

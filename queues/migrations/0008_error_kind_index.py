@@ -17,6 +17,8 @@ INDEX = models.Index(
 def add_index(apps, schema_editor):
     model = apps.get_model("queues", "Task")
     if schema_editor.connection.vendor == "postgresql":
+        # A concurrent build that failed leaves an invalid index behind: start afresh.
+        schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{INDEX.name}"')
         schema_editor.add_index(model, INDEX, concurrently=True)
     else:
         schema_editor.add_index(model, INDEX)

@@ -6,8 +6,9 @@ import threading
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -16,6 +17,7 @@ from pytest_django.fixtures import Settings
 from queues import snapshots
 from queues.entroq import EntroQ, inserting_into
 from queues.models import Departures, StatsSnapshot
+from tests.helpers import database_url
 
 
 def stats_queries(queries: CaptureQueriesContext) -> int:
@@ -89,9 +91,9 @@ def test_a_snapshot_still_being_taken_is_not_taken_again(settings: Settings) -> 
     EntroQ().modify(inserting_into("q"))
     now = timezone.now()
     StatsSnapshot.objects.create(
-        taken=now - timedelta(seconds=30), slot=-30, stats={"q": [7] * 5 + [None]}
+        taken=now - timedelta(seconds=5), slot=-5, stats={"q": [7] * 5 + [None]}
     )
-    StatsSnapshot.objects.create(taken=now - timedelta(seconds=10), slot=-10)  # in progress
+    StatsSnapshot.objects.create(taken=now - timedelta(seconds=3), slot=-3)  # in progress
 
     with CaptureQueriesContext(connection) as queries:
         seen = snapshots.latest()
@@ -117,3 +119,38 @@ def test_stale_stats_are_answered_at_once_and_taken_anew_apart(settings: Setting
         assert time.monotonic() < deadline, "no new snapshot was taken"
         time.sleep(0.05)
     assert snapshots.latest().stats["q"].size == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stats_of_an_idle_dashboard_are_not_shown_but_taken_anew(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 2}
+    EntroQ().modify(inserting_into("q"))
+    StatsSnapshot.objects.create(
+        taken=timezone.now() - timedelta(hours=1), slot=-3600, stats={"q": [7] * 5 + [None]}
+    )
+    assert snapshots.latest().stats["q"].size == 1
+
+
+@pytest.mark.django_db
+def test_no_second_scan_while_the_first_stats_are_taken(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 2}
+    StatsSnapshot.objects.create(taken=timezone.now(), slot=-1)  # being taken elsewhere
+    with CaptureQueriesContext(connection) as queries:
+        seen = snapshots.latest()
+    assert (seen.pending, seen.stats, stats_queries(queries)) == (True, {}, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the lock must wait for no test transaction
+def test_a_snapshot_that_runs_out_of_time_is_not_tried_again_at_once(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 2, "DASHBOARD_SNAPSHOT_SECONDS": 1}
+    EntroQ().modify(inserting_into("q"))
+    with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
+        other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(OperationalError):
+            snapshots.latest()
+    with CaptureQueriesContext(connection) as queries:
+        seen = snapshots.latest()  # within a second of the timeout
+
+    assert seen.pending
+    assert stats_queries(queries) == 0
