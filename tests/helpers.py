@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,6 +27,19 @@ def database_url() -> str:
         auth += ":" + quote(settings["PASSWORD"], safe="")
     host = quote(settings["HOST"], safe="")  # a socket folder is a path
     return f"postgres://{auth}@{host}:{settings['PORT']}/{quote(settings['NAME'], safe='')}"
+
+
+@contextmanager
+def task_table_locked() -> Iterator[None]:
+    """Hold an exclusive lock on the task table from another connection (PostgreSQL).
+
+    It stands in for a table too large to read in time: every query of it waits.
+    """
+    import psycopg
+
+    with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
+        other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
+        yield
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

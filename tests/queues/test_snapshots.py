@@ -6,7 +6,6 @@ import threading
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import OperationalError, connection
 from django.test import Client
@@ -17,7 +16,7 @@ from pytest_django.fixtures import Settings
 from queues import snapshots
 from queues.entroq import EntroQ, inserting_into
 from queues.models import Departures, StatsSnapshot
-from tests.helpers import database_url
+from tests.helpers import task_table_locked
 
 
 def stats_queries(queries: CaptureQueriesContext) -> int:
@@ -145,10 +144,8 @@ def test_no_second_scan_while_the_first_stats_are_taken(settings: Settings) -> N
 def test_a_snapshot_that_runs_out_of_time_is_not_tried_again_at_once(settings: Settings) -> None:
     settings.ENTROQ = {"DASHBOARD_MIN_REFRESH_SECONDS": 2, "DASHBOARD_SNAPSHOT_SECONDS": 1}
     EntroQ().modify(inserting_into("q"))
-    with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
-        other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(OperationalError):
-            snapshots.latest()
+    with task_table_locked(), pytest.raises(OperationalError):
+        snapshots.latest()
     with CaptureQueriesContext(connection) as queries:
         seen = snapshots.latest()  # within a second of the timeout
 

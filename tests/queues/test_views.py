@@ -9,7 +9,6 @@ from datetime import timedelta
 from html import escape, unescape
 from typing import Any
 
-import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
@@ -20,7 +19,7 @@ from django.utils import timezone
 from queues import views
 from queues.entroq import EntroQ, ErrorTaskValue, Task, inserting_into
 from queues.models import AuditEntry
-from tests.helpers import database_url
+from tests.helpers import task_table_locked
 
 
 def htmx(target: str) -> dict[str, str]:
@@ -820,9 +819,7 @@ def test_a_page_whose_query_runs_out_of_time_says_so(
 ) -> None:
     settings.ENTROQ = {"DASHBOARD_STATEMENT_SECONDS": 0.2}
     insert(dash, "q")
-    # A lock stands in for a query on a table too large to answer in time.
-    with psycopg.connect(database_url(), autocommit=True) as other, other.transaction():
-        other.execute("LOCK TABLE entroq_task IN ACCESS EXCLUSIVE MODE")
+    with task_table_locked():
         page = viewer.get("/queue/q")
         partial = viewer.get("/queue/q", headers=htmx("tasks"))
 
