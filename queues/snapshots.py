@@ -4,9 +4,10 @@ The overview and the claims view read the newest snapshot; the first request of 
 new period starts taking the next one in a thread of its own (a unique slot decides
 which request, across processes) and is answered from the newest meanwhile, so open
 tabs cost the database one ``queue_stats`` per period in all, not one per tab, and a
-refreshing page never waits for it. A snapshot every ``KEEP_EVERY`` is kept for ``KEEP_HOURS`` hours,
-for the charts; the others are pruned after ``RECENT``. The throughput chart reads
-the departures the backend counts (``queues.entroq.departures``), pruned alike.
+refreshing page never waits for it. A snapshot every ``KEEP_EVERY`` is kept for
+``KEEP_HOURS`` hours, for the charts; the others are pruned after ``RECENT``. The
+throughput chart reads the departures the backend counts
+(``queues.entroq.departures``), pruned alike.
 """
 
 from __future__ import annotations
