@@ -132,8 +132,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # The test database is a file, not memory, so that worker processes share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+    # The test database is a file, not memory, so that worker processes share it
+    # (ENTROQ_TEST_SQLITE names another, for a second test run at once).
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("ENTROQ_TEST_SQLITE", str(BASE_DIR / "var" / "test.sqlite3"))
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
