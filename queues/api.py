@@ -133,6 +133,8 @@ def _body(request: HttpRequest) -> dict[str, Any]:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise ValueError("the body is not JSON") from None
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ValueError("body: expected a JSON object")
     return body
@@ -208,7 +210,8 @@ def _authorize(token: ApiToken, mod: Modification) -> None:
     store then refuses the modification.
     """
     tokens.require(token, "insert", {d.queue for d in mod.inserts})
-    tokens.require(token, "change", {c.queue for c in mod.changes})
+    # Where changes send tasks; a change that keeps its queue is checked below, there.
+    tokens.require(token, "change", {c.queue for c in mod.changes if c.queue is not None})
     ids = [c.id for c in mod.changes] + [d.id for d in mod.deletes + mod.depends]
     ids += [d.id for d in mod.inserts if d.id is not None]
     current = {t.id: t for t in client().tasks(ids=ids, omit_values=True)} if ids else {}

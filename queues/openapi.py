@@ -38,6 +38,14 @@ VERSION: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 ATTEMPT: JSON = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 ERR: JSON = {"type": "string", "maxLength": MAX_ERR_LENGTH, "pattern": "^[^\\u0000]*$"}
 SECONDS: JSON = {"type": "number", "minimum": 0, "maximum": MAX_DURATION_SECONDS}
+KEEP = "null or absent: keep what is stored"
+# An insert or a change arrives at a time or after a duration, not both.
+AT_OR_ARRIVAL_IN: JSON = {
+    "not": {
+        "properties": {"at": TIME, "arrival_in": SECONDS},
+        "required": ["at", "arrival_in"],
+    }
+}
 
 
 def ref(name: str) -> JSON:
@@ -75,24 +83,37 @@ SCHEMAS: JSON = {
             "queue": QUEUE,
             "value": VALUE,
             "at": {"oneOf": [TIME, {"type": "null"}], "description": "null or absent: now"},
+            "arrival_in": {
+                "oneOf": [SECONDS, {"type": "null"}],
+                "description": "instead of at: seconds after the store's clock",
+            },
             "id": {"oneOf": [TASK_ID, {"type": "null"}], "description": "null or absent: new"},
             "attempt": ATTEMPT,
             "err": ERR,
         },
         ["queue"],
-    ),
+    )
+    | AT_OR_ARRIVAL_IN,
     "Change": obj(
         {
             "id": TASK_ID,
             "version": VERSION,
-            "queue": QUEUE,
-            "value": {"oneOf": [VALUE, {"type": "null"}], "description": "null or absent: keep"},
-            "at": {"oneOf": [TIME, {"type": "null"}], "description": "null or absent: now"},
-            "attempt": ATTEMPT,
-            "err": ERR,
+            "queue": {"oneOf": [QUEUE, {"type": "null"}], "description": KEEP},
+            "value": {"oneOf": [VALUE, {"type": "null"}], "description": KEEP},
+            "at": {
+                "oneOf": [TIME, {"type": "null"}],
+                "description": "with arrival_in null or absent too: now, which releases a claim",
+            },
+            "arrival_in": {
+                "oneOf": [SECONDS, {"type": "null"}],
+                "description": "instead of at: seconds after the store's clock (a renewal)",
+            },
+            "attempt": {"oneOf": [ATTEMPT, {"type": "null"}], "description": KEEP},
+            "err": {"oneOf": [ERR, {"type": "null"}], "description": KEEP},
         },
-        ["id", "version", "queue"],
-    ),
+        ["id", "version"],
+    )
+    | AT_OR_ARRIVAL_IN,
     "Modification": obj(
         {
             "inserts": {"type": "array", "items": ref("Insert")},

@@ -36,7 +36,7 @@ from django_htmx.middleware import HtmxDetails
 from queues import audit, bulk, charts, conf, snapshots, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.django_backend import DjangoBackend, is_timeout
-from queues.entroq.errors import ERROR_SUFFIX
+from queues.entroq.errors import ERROR_SUFFIX, default_err_qmap
 from queues.entroq.kinds import MAX_KIND
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
 from queues.models import ApiToken, AuditEntry, BulkRun
@@ -145,7 +145,7 @@ def queue_rows(stats: dict[str, QueueStat], now: datetime) -> list[QueueRow]:
     for name, stat in stats.items():
         errors = None
         if not name.endswith(ERROR_SUFFIX):
-            paired = stats.get(name + ERROR_SUFFIX)
+            paired = stats.get(default_err_qmap(name))
             errors = paired.size if paired else 0
         age = None
         if stat.available and stat.earliest is not None and stat.earliest <= now:
@@ -180,7 +180,8 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
     page = clamp(request.GET.get("page"), 1, 1, pages)
     rows = every[(page - 1) * per_page : page * per_page]
     names = [row.stat.name for row in rows]
-    series = snapshots.history(names + [n + ERROR_SUFFIX for n in names], hours=CHART_HOURS)
+    errors = {name: default_err_qmap(name) for name in names}
+    series = snapshots.history(names + list(errors.values()), hours=CHART_HOURS)
     context = {
         "rows": rows,
         "prefix": prefix,
@@ -212,7 +213,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         "charts": {
             row.stat.name: charts.sparkline(
                 series[row.stat.name],
-                series[row.stat.name + ERROR_SUFFIX] if row.errors is not None else None,
+                series[errors[row.stat.name]] if row.errors is not None else None,
             )
             for row in rows
         },
@@ -327,7 +328,7 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
         "bounded": bool(request.GET.get("after") or request.GET.get("before")),
         # From the shared snapshot: counting a queue of millions is not a page's job.
         "stat": snapshots.latest().stats.get(name, QueueStat(name=name)),
-        "error_queue": None if name.endswith(ERROR_SUFFIX) else name + ERROR_SUFFIX,
+        "error_queue": None if name.endswith(ERROR_SUFFIX) else default_err_qmap(name),
         "source_queue": name.removesuffix(ERROR_SUFFIX) if name.endswith(ERROR_SUFFIX) else None,
         "triage_url": reverse("queues:triage") + "?" + _query(queue=name),
         "throughput": throughput,

@@ -309,10 +309,16 @@ class EntroQ:
         return self.renew_all_for([task], duration)[0]
 
     def renew_all_for(self, tasks: Sequence[Task], duration: Duration) -> list[Task]:
-        """Extend the claims on all ``tasks`` in one modification."""
+        """Extend the claims on all ``tasks`` in one modification, to ``duration`` after
+        the store's clock (not this process's: a client whose clock is off still renews).
+
+        Raise ``DependencyError`` when a task is no longer held at its version.
+        """
+        lease = seconds(duration, "duration")
+        if lease <= 0:
+            raise ValueError("a renewal needs a positive duration (0 s would release the task)")
         if not tasks:
             return []
-        lease = seconds(duration, "duration")
         _, changed = self.modify(*(changing(t, arrival_in=lease) for t in tasks))
         return changed
 

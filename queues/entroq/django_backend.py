@@ -11,25 +11,36 @@ on SQLite, which runs inside this process, the host's clock.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import math
 import os
 import random
+import sqlite3
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Concatenate, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    Error,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
 from .departures import DEPARTURES_TABLE, DepartureCounts
-from .errors import DependencyError
+from .errors import BackendUnavailable, DependencyError
 from .kinds import error_kind
 from .modify import Modification, TaskChange, inserted_task
 from .tasks import QueueStat, Task, utcnow
@@ -54,6 +65,8 @@ INSERT_BYTES = 64 * 1024 * 1024
 # (the retry then reports the collision properly).
 RETRY_SQLSTATES = {"40001", "40P01", "23505"}
 RETRIES = 8
+# IDs a modification locks in one statement.
+LOCK_BATCH = 1000
 NOTIFY_CHANNEL = "entroq"
 
 
@@ -191,6 +204,81 @@ def is_timeout(error: BaseException) -> bool:
     return getattr(cause, "sqlstate", None) == QUERY_CANCELED or str(cause) == "interrupted"
 
 
+class DatabaseUnavailable(BackendUnavailable, OperationalError):
+    """The database dropped this thread's connection, or cannot be reached: try later.
+
+    Both a ``BackendUnavailable`` (what every backend raises in an outage) and Django's
+    ``OperationalError`` (what code written for Django catches).
+    """
+
+
+# sqlstates of a session the server ended (an administrator, a crash, a restart).
+SESSION_ENDED_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
+def _is_outage(error: Error) -> bool:
+    """Return whether ``error`` says the database cannot be used now, rather than that
+    a statement failed.
+
+    PostgreSQL: a connection exception (class 08), a session the server ended, or a
+    failure with no sqlstate at all (the connection broke, or never opened: every
+    error the server reports has one). SQLite: busy or locked past its busy timeout.
+    """
+    if isinstance(error, InterfaceError):
+        return True
+    cause = error.__cause__
+    if isinstance(cause, sqlite3.Error):
+        return str(getattr(cause, "sqlite_errorname", "")).startswith(
+            ("SQLITE_BUSY", "SQLITE_LOCKED")
+        )
+    sqlstate = getattr(cause, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in SESSION_ENDED_SQLSTATES
+
+
+def _reconnecting[**P, R](
+    method: Callable[Concatenate[DjangoBackend, P], R],
+) -> Callable[Concatenate[DjangoBackend, P], R]:
+    """Make ``method`` raise ``DatabaseUnavailable`` when the database cannot be used
+    now, closing this thread's connection so that the next call connects anew.
+
+    Django reconnects only between requests; a worker's thread has none. Inside the
+    caller's transaction the connection is the caller's to deal with: the error goes
+    to them as it came.
+    """
+
+    @functools.wraps(method)
+    def reconnecting(backend: DjangoBackend, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(backend, *args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            connection = connections[backend.using]
+            if (
+                isinstance(error, DatabaseUnavailable)
+                or connection.in_atomic_block
+                or not _is_outage(error)
+            ):
+                raise
+            with contextlib.suppress(Error):
+                connection.close()
+            raise DatabaseUnavailable(f"the database is unavailable: {error}") from error
+
+    return reconnecting
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """Return the bounds ``[low, high)`` of the names that start with ``prefix`` in code
+    point order (``high`` is None when no name is above them all)."""
+    kept = prefix
+    while kept:
+        following = ord(kept[-1]) + 1
+        if 0xD800 <= following <= 0xDFFF:  # surrogates are no characters of a name
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return prefix, kept[:-1] + chr(following)
+        kept = kept[:-1]
+    return prefix, None
+
+
 class _Dialect:
     """What differs between databases: the clock, and how values travel."""
 
@@ -200,8 +288,7 @@ class _Dialect:
 
     vendor = ""
     now = ""  # SQL for the database clock
-    lock_update = ""  # row locks for the rows a modification checks (SQLite has one writer)
-    lock_share = ""
+    lock_share = ""  # share locks on the rows a modification depends on (SQLite has none)
     queue_order = "queue"  # by code point, as Python sorts (SQLite compares bytes)
 
     def __init__(self, using: str) -> None:
@@ -212,6 +299,10 @@ class _Dialect:
     def params(self) -> dict[str, Any]:
         """Return the parameters every statement may use."""
         return {}
+
+    def sorts_by_code_point(self) -> bool:
+        """Return whether queue names compare by code point (prefixes are then ranges)."""
+        return True
 
     def db_uuid(self, value: uuid.UUID | None) -> Any:
         return value
@@ -250,7 +341,6 @@ class _Dialect:
 class _Postgres(_Dialect):
     vendor = "postgresql"
     now = "statement_timestamp()"
-    lock_update = "FOR UPDATE"
     lock_share = "FOR SHARE"
     queue_order = 'queue COLLATE "C"'
 
@@ -281,6 +371,38 @@ class _Postgres(_Dialect):
 
     def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
         return f"{column} = ANY(%({name})s)", {name: list(values)}
+
+    def sorts_by_code_point(self) -> bool:
+        """Return whether the task table's queue column collates by code point: C,
+        POSIX or C.UTF-8 (what ``make test`` and most images use), not a language's
+        order, where the names that share a prefix are not one range."""
+        found = _collations.get(self.using)
+        if found is None:
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(
+                    "SELECT CASE WHEN c.collname = 'default' "
+                    "THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
+                    "ELSE c.collprovider::text END, "
+                    "CASE WHEN c.collname = 'default' THEN d.datcollate "
+                    "ELSE c.collcollate END "
+                    "FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                    "JOIN pg_database d ON d.datname = current_database() "
+                    "WHERE a.attrelid = %s::regclass AND a.attname = 'queue'",
+                    [TASK_TABLE],
+                )
+                provider, collate = cursor.fetchone()
+            found = provider in ("c", "d") and (
+                collate in ("C", "POSIX") or str(collate).startswith("C.")
+            )
+            if not found:
+                logger.warning(
+                    "entroq: the task table's queue column collates as %s, so queue "
+                    'prefixes are matched by a scan; ALTER its COLLATE to "C" to make '
+                    "them ranges of the index",
+                    collate,
+                )
+            _collations[self.using] = found
+        return found
 
     def hot_cursor(self) -> Any:
         """Return a Django cursor for the claim, delete and bulk insert statements.
@@ -392,6 +514,7 @@ class _PgListener:
 
 
 _shared_lock = threading.Lock()
+_collations: dict[str, bool] = {}  # by database alias: whether queue names sort by code point
 _departures: dict[tuple[str, int], DepartureCounts] = {}
 _notifiers: dict[tuple[str, int], Notifier] = {}
 _listeners: dict[tuple[str, int], _PgListener] = {}
@@ -474,13 +597,13 @@ class DjangoBackend(Backend):
         raise AssertionError("unreachable")
 
     def _is_transient(self, exc: DatabaseError) -> bool:
-        cause = exc.__cause__
-        if getattr(cause, "sqlstate", None) in RETRY_SQLSTATES:
-            return True
-        return self.dialect.vendor == "sqlite" and "locked" in str(exc)
+        # Not SQLite's "database is locked": it comes after the busy timeout has been
+        # waited out already, and trying again would wait it out again and again.
+        return getattr(exc.__cause__, "sqlstate", None) in RETRY_SQLSTATES
 
     # The clock.
 
+    @_reconnecting
     def time(self) -> datetime:
         if self.dialect.vendor == "sqlite":
             return utcnow()
@@ -491,6 +614,7 @@ class DjangoBackend(Backend):
     def try_claim(self, query: ClaimQuery) -> Task | None:
         return self.try_claim_or_arrival(query)[0]
 
+    @_reconnecting
     def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
         # Each claim, found or not, reports what the worker finished since the last one.
         self.write_departures_when_due()
@@ -550,6 +674,7 @@ class DjangoBackend(Backend):
                     return dialect.row_to_task(claimed[0])
         return None
 
+    @_reconnecting
     def seconds_until_arrival(self, queues: Iterable[str]) -> float | None:
         names = list(queues)
         if self.dialect.vendor == "postgresql":
@@ -590,6 +715,7 @@ class DjangoBackend(Backend):
 
     # Modifications.
 
+    @_reconnecting
     def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         mod.check(self.max_value_bytes)
         # The common end of a task's life, one deletion, is one conditional statement
@@ -631,7 +757,7 @@ class DjangoBackend(Backend):
                     "id", "ids", [dialect.db_uuid(d.id) for d in mod.deletes]
                 )
                 self._execute(f"DELETE FROM {TASK_TABLE} WHERE {where}", params)
-            changed = [self._change(change, mod.claimant, now_row) for change in mod.changes]
+            changed = [self._change(change, mod.claimant, now) for change in mod.changes]
             inserted = self._insert(mod, now_row)
             wake = {t.queue for t in inserted}
             departed = [previous[d.id][0] for d in mod.deletes]
@@ -705,58 +831,86 @@ class DjangoBackend(Backend):
     ) -> tuple[dict[uuid.UUID, tuple[int, bool]], dict[uuid.UUID, tuple[str, datetime]]]:
         """Lock and read the rows ``mod`` refers to; return what the checks need.
 
-        Rows to change or delete (and explicit insert IDs) are locked for update, in ID
-        order, so that concurrent modifications of the same tasks queue up instead of
-        deadlocking; rows only depended on are locked for share, so that many workers
-        can depend on one configuration task at once.
+        Rows to change or delete (and explicit insert IDs) are locked for update
+        (Django's ``select_for_update``); rows only depended on are locked for share, so
+        that many workers can depend on one configuration task at once. Both kinds are
+        taken in one ID order, a run of IDs of one kind a statement, so that concurrent
+        modifications of the same tasks queue up instead of deadlocking, however their
+        changes and dependencies cross. SQLite has one writer at a time and no row locks.
         """
-        dialect = self.dialect
-        exclusive = sorted(
+        exclusive = (
             {d.id for d in mod.inserts if d.id}
             | {c.id for c in mod.changes}
             | {d.id for d in mod.deletes}
         )
-        shared = sorted({d.id for d in mod.depends})
+        ids = sorted(exclusive | {d.id for d in mod.depends})
+        if not self.dialect.lock_share:
+            runs: Iterable[tuple[bool, Iterable[uuid.UUID]]] = [(False, ids)]
+        else:
+            runs = itertools.groupby(ids, key=exclusive.__contains__)
         found: dict[uuid.UUID, tuple[int, bool]] = {}
         previous: dict[uuid.UUID, tuple[str, datetime]] = {}
-        for ids, lock in ((exclusive, dialect.lock_update), (shared, dialect.lock_share)):
-            if not ids:
-                continue
-            where, params = dialect.in_list("id", "ids", [dialect.db_uuid(i) for i in ids])
-            for row in self._execute(
-                f"SELECT id, version, claimant, at, queue FROM {TASK_TABLE} "
-                f"WHERE {where} ORDER BY id {lock}",
-                params,
-            ):
-                task_id, at = dialect.read_uuid(row[0]), dialect.read_time(row[3])
-                claimant = None if row[2] is None else dialect.read_uuid(row[2])
+        for for_update, run in runs:
+            for task_id, version, claimant, at, queue in self._locked_rows(list(run), for_update):
                 held = at > now and claimant is not None and claimant != mod.claimant
-                found[task_id] = (row[1], held)
-                previous[task_id] = (row[4], at)
+                found[task_id] = (version, held)
+                previous[task_id] = (queue, at)
         return found, previous
 
-    def _change(self, change: TaskChange, claimant: uuid.UUID | None, now: Any) -> Task:
+    def _locked_rows(
+        self, ids: list[uuid.UUID], for_update: bool
+    ) -> Iterator[tuple[uuid.UUID, int, uuid.UUID | None, datetime, str]]:
+        """Yield (id, version, claimant, at, queue) of the rows ``ids``, locked in ID
+        order for update, or else for share (where the database has row locks)."""
         dialect = self.dialect
-        at = now if change.at is None else dialect.db_time(change.at)
-        # An unchanged value (every renewal) is neither sent nor rewritten.
-        value = "" if change.value is None else "value = %(value)s, "
+        for start in range(0, len(ids), LOCK_BATCH):
+            batch = ids[start : start + LOCK_BATCH]
+            if for_update:
+                from queues.models import Task as TaskRow
+
+                rows = (
+                    TaskRow.objects.using(self.using)
+                    .filter(id__in=batch)
+                    .order_by("id")
+                    .select_for_update()
+                    .values_list("id", "version", "claimant", "at", "queue")
+                )
+                for task_id, version, claimant, at, queue in rows:
+                    yield task_id, version, claimant, dialect.read_time(at), queue
+                continue
+            # Django's select_for_update has no FOR SHARE.
+            where, params = dialect.in_list("id", "ids", [dialect.db_uuid(i) for i in batch])
+            for row in self._execute(
+                f"SELECT id, version, claimant, at, queue FROM {TASK_TABLE} "
+                f"WHERE {where} ORDER BY id {dialect.lock_share}",
+                params,
+            ):
+                claimant = None if row[2] is None else dialect.read_uuid(row[2])
+                yield dialect.read_uuid(row[0]), row[1], claimant, dialect.read_time(row[3]), row[4]
+
+    def _change(self, change: TaskChange, claimant: uuid.UUID | None, now: datetime) -> Task:
+        dialect = self.dialect
+        at = change.arrival(now)
+        params: dict[str, Any] = {
+            "id": dialect.db_uuid(change.id),
+            "at": dialect.db_time(at),
+            # A change into the future keeps (or takes) the claim; otherwise it releases.
+            "claimant": dialect.db_uuid(claimant) if at > now else None,
+            "now": dialect.db_time(now),
+        }
+        # Only what the change gives is written: an unchanged value (every renewal) is
+        # neither sent nor rewritten, and absent fields keep what is stored.
+        fields = {"queue": change.queue, "value": change.value, "attempt": change.attempt}
+        if change.err is not None:
+            fields.update(err=change.err, err_kind=error_kind(change.err))
+        given = {column: new for column, new in fields.items() if new is not None}
+        params.update(given)
         rows = self._execute(
-            f"UPDATE {TASK_TABLE} SET version = version + 1, queue = %(queue)s, {value}"
-            "at = %(at)s, claimant = %(claimant)s, attempt = %(attempt)s, "
-            "err = %(err)s, err_kind = %(kind)s, modified = %(now)s "
+            f"UPDATE {TASK_TABLE} SET version = version + 1, "
+            + "".join(f"{column} = %({column})s, " for column in given)
+            + "at = %(at)s, claimant = %(claimant)s, modified = %(now)s "
             f"WHERE id = %(id)s RETURNING {COLUMNS}",
-            {
-                "id": dialect.db_uuid(change.id),
-                "queue": change.queue,
-                "value": change.value,
-                "at": at,
-                # A change into the future keeps (or takes) the claim; otherwise it releases.
-                "claimant": dialect.db_uuid(claimant) if at > now else None,
-                "attempt": change.attempt,
-                "err": change.err,
-                "kind": error_kind(change.err),
-                "now": now,
-            },
+            params,
         )
         return dialect.row_to_task(rows[0])
 
@@ -832,6 +986,7 @@ class DjangoBackend(Backend):
 
     # Listings.
 
+    @_reconnecting
     def tasks(self, query: TasksQuery) -> list[Task]:
         dialect = self.dialect
         params = dialect.params()
@@ -877,6 +1032,7 @@ class DjangoBackend(Backend):
                 tasks = tasks[: query.limit]
         return tasks
 
+    @_reconnecting
     def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
         dialect = self.dialect
         params = dialect.params()
@@ -885,10 +1041,21 @@ class DjangoBackend(Backend):
             where, exact = dialect.in_list("queue", "exact", list(query.match_exact))
             matches.append(where)
             params.update(exact)
-        for i, prefix in enumerate(query.match_prefix):
-            # Not LIKE: it treats % and _ as wildcards, and ignores case on SQLite.
-            matches.append(f"substr(queue, 1, length(%(p{i})s)) = %(p{i})s")
-            params[f"p{i}"] = prefix
+        if "" in query.match_prefix:
+            matches = []  # every queue
+        elif query.match_prefix and dialect.sorts_by_code_point():
+            # A range of the (queue, at, id) index, not a scan of it: the names that
+            # start with a prefix are those from it up to the next name of its length.
+            for i, prefix in enumerate(query.match_prefix):
+                low, high = prefix_range(prefix)
+                above = "" if high is None else f" AND queue < %(high{i})s"
+                matches.append(f"(queue >= %(low{i})s{above})")
+                params.update({f"low{i}": low, f"high{i}": high})
+        else:
+            for i, prefix in enumerate(query.match_prefix):
+                # Not LIKE: it treats % and _ as wildcards, and ignores case on SQLite.
+                matches.append(f"substr(queue, 1, length(%(p{i})s)) = %(p{i})s")
+                params[f"p{i}"] = prefix
         sql = (
             f"SELECT queue, count(*), "
             f"sum(CASE WHEN at <= {dialect.now} THEN 1 ELSE 0 END), "
@@ -913,6 +1080,7 @@ class DjangoBackend(Backend):
             )
         return stats
 
+    @_reconnecting
     def search_values(
         self,
         queue: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import uuid
@@ -10,7 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .tasks import Task, TaskID, as_uuid, check_attempt, check_err, check_queue
+from .tasks import (
+    MAX_QUEUE_LENGTH,
+    Task,
+    TaskID,
+    as_uuid,
+    check_attempt,
+    check_err,
+    check_queue,
+)
 
 NIL_UUID = uuid.UUID(int=0)
 
@@ -167,5 +176,16 @@ ERROR_SUFFIX = "/err"
 
 
 def default_err_qmap(inbox: str) -> str:
-    """Return the error queue of ``inbox``: ``inbox + "/err"``."""
-    return inbox + ERROR_SUFFIX
+    """Return the error queue of ``inbox``: ``inbox + "/err"``.
+
+    An inbox within a few characters of the limit on queue names has no room for the
+    suffix: its error queue keeps the start of its name, a digest of the whole name (so
+    that two long inboxes never share an error queue), and the suffix. So every valid
+    inbox, an error queue included, has a valid error queue.
+    """
+    queue = inbox + ERROR_SUFFIX
+    if len(queue) <= MAX_QUEUE_LENGTH:
+        return queue
+    digest = hashlib.sha256(inbox.encode()).hexdigest()[:16]
+    kept = MAX_QUEUE_LENGTH - len(ERROR_SUFFIX) - len(digest) - 1
+    return f"{inbox[:kept]}~{digest}{ERROR_SUFFIX}"

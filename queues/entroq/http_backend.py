@@ -314,12 +314,4 @@ def _answer(method: str, url: str, response: urllib3.BaseHTTPResponse) -> Any:
 
 
 def _released(task: Task) -> TaskChange:
-    return TaskChange(
-        id=task.id,
-        version=task.version,
-        queue=task.queue,
-        value=None,
-        at=None,
-        attempt=task.attempt,
-        err=task.err,
-    )
+    return TaskChange(id=task.id, version=task.version)  # arriving now: released

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -80,7 +82,13 @@ class LeaseKeeper:
             return None
 
     def _renew(self, tasks: list[Task], expires: float) -> tuple[list[Task], BaseException | None]:
-        """Renew ``tasks``; retry other failures than a lost lease until it would lapse."""
+        """Renew ``tasks``; retry other failures than a lost lease until it would lapse.
+
+        A renewal that failed without an answer (a lost response, a dropped connection)
+        may have been applied: before trying again, the keeper reads the tasks and goes
+        on from the versions this claimant holds, rather than report its own renewal as
+        a lost lease.
+        """
         while True:
             try:
                 return self.client.renew_all_for(tasks, self.lease), None
@@ -91,6 +99,21 @@ class LeaseKeeper:
                 if time.monotonic() + pause >= expires - self.lease / 10:
                     return tasks, exc
                 time.sleep(pause)
+                with contextlib.suppress(Exception):  # still away: try the renewal again
+                    tasks = self._as_held(tasks)
+
+    def _as_held(self, tasks: list[Task]) -> list[Task]:
+        """Return ``tasks`` at the versions the store has, where this claimant still
+        holds them at the version sent or later (its renewal went through)."""
+        stored = {t.id: t for t in self.client.tasks(ids=[t.id for t in tasks], omit_values=True)}
+        held = []
+        for task in tasks:
+            now = stored.get(task.id)
+            if now is None or now.claimant != self.client.id or now.version <= task.version:
+                held.append(task)  # as it was: the renewal will say what became of it
+            else:  # renewals never change the value, which the listing left out
+                held.append(dataclasses.replace(now, value=task.value))
+        return held
 
     def _run(self) -> None:
         try:

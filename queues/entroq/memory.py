@@ -88,16 +88,16 @@ class MemoryBackend(Backend):
             changed = []
             for change in mod.changes:
                 old = self._tasks[change.id]
-                at = change.at or now
+                at = change.arrival(now)
                 task = dataclasses.replace(
                     old,
                     version=old.version + 1,
-                    queue=change.queue,
+                    queue=old.queue if change.queue is None else change.queue,
                     value=old.value if change.value is None else change.value,
                     at=at,
                     claimant=mod.claimant if at > now else None,
-                    attempt=change.attempt,
-                    err=change.err,
+                    attempt=old.attempt if change.attempt is None else change.attempt,
+                    err=old.err if change.err is None else change.err,
                     modified=now,
                 )
                 self._put(task)
@@ -109,7 +109,7 @@ class MemoryBackend(Backend):
                     raise DependencyError(inserts=[task.id_version()])
                 self._put(task)
                 inserted.append(task)
-        self._notifier.notify(mod.notify_queues())
+        self._notifier.notify({t.queue for t in inserted} | {t.queue for t in changed})
         return inserted, changed
 
     def tasks(self, query: TasksQuery) -> list[Task]:

@@ -22,7 +22,6 @@ from .tasks import (
     check_queue,
     check_value,
     seconds,
-    utcnow,
 )
 
 
@@ -30,20 +29,33 @@ from .tasks import (
 class TaskChange:
     """The new state of a changed task, which must still be at ``version``.
 
-    ``at=None`` means "now" by the backend's clock: a plain change releases the task.
-    ``value=None`` keeps the stored value (renewals need not send it back).
+    A field left ``None`` keeps what is stored: ``queue``, ``value`` (renewals need not
+    send it back), ``attempt`` and ``err``. The task arrives at ``at``, or
+    ``arrival_in`` seconds after the store's clock when the change is applied, or, with
+    neither, now by the store's clock: a plain change releases the task.
     """
 
     id: uuid.UUID
     version: int
-    queue: str
-    value: bytes | None
-    at: datetime | None
-    attempt: int
-    err: str
+    queue: str | None = None
+    value: bytes | None = None
+    at: datetime | None = None
+    attempt: int | None = None
+    err: str | None = None
+    arrival_in: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.at is not None and self.arrival_in is not None:
+            raise ValueError("give at or arrival_in, not both")
 
     def id_version(self) -> TaskID:
         return TaskID(self.id, self.version)
+
+    def arrival(self, now: datetime) -> datetime:
+        """Return when the changed task arrives, if the store's clock reads ``now``."""
+        if self.at is not None:
+            return self.at
+        return now if self.arrival_in is None else now + timedelta(seconds=self.arrival_in)
 
 
 @dataclass
@@ -77,8 +89,9 @@ class Modification:
         items: list[TaskData | TaskChange] = [*self.inserts, *self.changes]
         for item in items:
             if item.value is not None and len(item.value) > max_value_bytes:
+                where = f"task {item.id}" if item.queue is None else f"queue {item.queue!r}"
                 raise ValueError(
-                    f"value of {len(item.value)} bytes for queue {item.queue!r} is over "
+                    f"value of {len(item.value)} bytes for {where} is over "
                     f"the limit of {max_value_bytes} bytes"
                 )
 
@@ -113,22 +126,22 @@ class Modification:
         kept = [d for d in self.inserts if d.id not in dropped]
         return dataclasses.replace(self, inserts=kept)
 
-    def notify_queues(self) -> set[str]:
-        """Return the queues whose waiters may find a task after this modification."""
-        return {d.queue for d in self.inserts} | {c.queue for c in self.changes}
-
 
 def inserted_task(data: TaskData, claimant: uuid.UUID | None, now: datetime) -> Task:
     """Return the task an insert of ``data`` makes at ``now``, by ``claimant``.
 
-    Version and claims start at 0; ``at`` defaults to now; the inserter is the
-    claimant (so a task inserted into the future is held by it until it arrives).
+    Version and claims start at 0; ``at`` defaults to now (plus ``arrival_in``); the
+    inserter is the claimant (so a task inserted into the future is held by it until it
+    arrives).
     """
+    at = data.at or now
+    if data.arrival_in is not None:
+        at = now + timedelta(seconds=data.arrival_in)
     return Task(
         queue=data.queue,
         id=data.id or uuid.uuid4(),
         version=0,
-        at=data.at or now,
+        at=at,
         claimant=claimant,
         claims=0,
         value=data.value,
@@ -155,11 +168,8 @@ def inserting_into(
     attempt: int = 0,
     err: str = "",
 ) -> ModifyArg:
-    """Insert a task into ``queue``, available at ``at`` (or ``arrival_in`` from now)."""
-    if at is not None and arrival_in is not None:
-        raise ValueError("give at or arrival_in, not both")
-    if arrival_in is not None:
-        at = utcnow() + timedelta(seconds=seconds(arrival_in, "arrival_in"))
+    """Insert a task into ``queue``, available at ``at``, or ``arrival_in`` after the
+    store's clock reads when the insert is applied."""
     return inserting(
         TaskData(
             queue=queue,
@@ -169,6 +179,7 @@ def inserting_into(
             skip_colliding=skip_colliding,
             attempt=attempt,
             err=err,
+            arrival_in=None if arrival_in is None else seconds(arrival_in, "arrival_in"),
         )
     )
 
@@ -198,25 +209,20 @@ def changing(
     """Change ``task`` (at its current version), keeping every field not given.
 
     ``at`` is the exception: when neither ``at`` nor ``arrival_in`` is given the task
-    arrives now, which releases any claim on it.
+    arrives now, which releases any claim on it. ``arrival_in`` is added to the store's
+    clock when the change is applied, so a client whose clock is off still renews.
     """
     if not isinstance(task, Task):
         raise TypeError(f"changing takes a Task, not {type(task).__name__}")
-    if at is not _UNSET and arrival_in is not _UNSET:
-        raise ValueError("give at or arrival_in, not both")
-    new_at: datetime | None = None
-    if arrival_in is not _UNSET:
-        new_at = utcnow() + timedelta(seconds=seconds(arrival_in, "arrival_in"))
-    elif at is not _UNSET and at is not None:
-        new_at = aware_utc(at)
     change = TaskChange(
         id=task.id,
         version=task.version,
-        queue=task.queue if queue is _UNSET else check_queue(queue),
+        queue=None if queue is _UNSET else check_queue(queue),
         value=None if value is _UNSET else check_value(value),
-        at=new_at,
-        attempt=task.attempt if attempt is _UNSET else check_attempt(attempt),
-        err=task.err if err is _UNSET else check_err(err),
+        at=None if at is _UNSET or at is None else aware_utc(at),
+        arrival_in=None if arrival_in is _UNSET else seconds(arrival_in, "arrival_in"),
+        attempt=None if attempt is _UNSET else check_attempt(attempt),
+        err=None if err is _UNSET else check_err(err),
     )
 
     def apply(mod: Modification) -> None:

@@ -137,7 +137,11 @@ class TaskID:
 
 @dataclass(frozen=True, slots=True)
 class TaskData:
-    """What an insert needs: the queue, the value, and optionally ``at`` and ``id``."""
+    """What an insert needs: the queue, the value, and optionally ``at`` and ``id``.
+
+    ``arrival_in``, instead of ``at``, is a number of seconds added to the store's
+    clock when the insert is applied.
+    """
 
     queue: str
     value: bytes = b""
@@ -146,12 +150,17 @@ class TaskData:
     skip_colliding: bool = False
     attempt: int = 0
     err: str = ""
+    arrival_in: float | None = None
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
         object.__setattr__(self, "value", check_value(self.value))
         if self.at is not None:
             object.__setattr__(self, "at", aware_utc(self.at))
+        if self.arrival_in is not None:
+            if self.at is not None:
+                raise ValueError("give at or arrival_in, not both")
+            object.__setattr__(self, "arrival_in", seconds(self.arrival_in, "arrival_in"))
         if self.id is not None:
             object.__setattr__(self, "id", as_uuid(self.id))
         check_attempt(self.attempt)
@@ -159,6 +168,8 @@ class TaskData:
 
     def __str__(self) -> str:
         at = self.at.isoformat() if self.at else "now"
+        if self.arrival_in is not None:
+            at = f"now + {self.arrival_in:g} s"
         return f"TaskData(queue={self.queue!r}, id={self.id}, at={at}, {len(self.value)} bytes)"
 
 
@@ -231,8 +242,11 @@ class QueueStat:
 
     ``available`` tasks have arrived (``at <= now``); ``claimed`` tasks are held by a
     claimant until a future ``at``; ``future`` tasks have not arrived and nobody holds
-    them. ``size`` is their sum. ``earliest`` is the smallest ``at`` in the queue: when
-    it is not in the future, it is when the oldest available task arrived.
+    them. ``size`` is their sum. Two stats are equal when these six fields are.
+
+    ``earliest``, beyond the contract, is the smallest ``at`` in the queue: when it is
+    not in the future, it is when the oldest available task arrived (the dashboard
+    shows how long that task has waited). It takes no part in comparison or repr.
     """
 
     name: str
@@ -241,4 +255,4 @@ class QueueStat:
     available: int = 0
     future: int = 0
     max_claims: int = 0
-    earliest: datetime | None = None
+    earliest: datetime | None = dataclasses.field(default=None, compare=False, repr=False)

@@ -19,6 +19,7 @@ from typing import Any
 from .errors import DependencyError
 from .modify import Modification, TaskChange
 from .tasks import (
+    MAX_DURATION_SECONDS,
     QueueStat,
     Task,
     TaskData,
@@ -231,15 +232,23 @@ def decode_stat(name: str, raw: Any) -> QueueStat:
 
 
 def encode_modification(mod: Modification) -> JSON:
+    """Return the JSON of ``mod``; fields a change does not give are left out (kept)."""
+
+    def optional(**fields: Any) -> JSON:
+        return {name: value for name, value in fields.items() if value is not None}
+
     return {
         "inserts": [
             {
                 "queue": d.queue,
                 "value": encode_value(d.value),
-                "at": None if d.at is None else encode_time(d.at),
-                "id": None if d.id is None else str(d.id),
                 "attempt": d.attempt,
                 "err": d.err,
+                **optional(
+                    at=None if d.at is None else encode_time(d.at),
+                    arrival_in=d.arrival_in,
+                    id=None if d.id is None else str(d.id),
+                ),
             }
             for d in mod.inserts
         ],
@@ -247,11 +256,14 @@ def encode_modification(mod: Modification) -> JSON:
             {
                 "id": str(c.id),
                 "version": c.version,
-                "queue": c.queue,
-                "value": None if c.value is None else encode_value(c.value),
-                "at": None if c.at is None else encode_time(c.at),
-                "attempt": c.attempt,
-                "err": c.err,
+                **optional(
+                    queue=c.queue,
+                    value=None if c.value is None else encode_value(c.value),
+                    at=None if c.at is None else encode_time(c.at),
+                    arrival_in=c.arrival_in,
+                    attempt=c.attempt,
+                    err=c.err,
+                ),
             }
             for c in mod.changes
         ],
@@ -260,23 +272,30 @@ def encode_modification(mod: Modification) -> JSON:
     }
 
 
+INSERT_FIELDS = frozenset({"queue", "value", "at", "arrival_in", "id", "attempt", "err"})
+CHANGE_FIELDS = frozenset({"id", "version", "queue", "value", "at", "arrival_in", "attempt", "err"})
+
+
 def decode_modification(raw: Any, claimant: uuid.UUID | None) -> Modification:
     """Return the modification a request describes, made by ``claimant``.
 
-    Omitted or null ``at`` means now; an omitted or null change ``value`` keeps the
-    stored one.
+    An insert arrives at ``at``, or ``arrival_in`` seconds after the store's clock, or
+    now. A change keeps every field it omits (or sends as null), except when the task
+    arrives: at ``at``, after ``arrival_in``, or now (which releases it).
     """
     body = _object(raw, "body", {"inserts", "changes", "deletes", "depends"})
     mod = Modification(claimant=claimant)
     for i, item in enumerate(_list(body.get("inserts"), "inserts")):
         name = f"inserts[{i}]"
-        data = _object(item, name, {"queue", "value", "at", "id", "attempt", "err"}, {"queue"})
-        at, id = data.get("at"), data.get("id")
+        data = _object(item, name, INSERT_FIELDS, {"queue"})
+        at, arrival_in = _arrival(data, name)
+        id = data.get("id")
         mod.inserts.append(
             TaskData(
                 queue=_checked(check_queue, data["queue"], f"{name}.queue"),
                 value=decode_value(data.get("value", ""), f"{name}.value"),
-                at=None if at is None else decode_time(at, f"{name}.at"),
+                at=at,
+                arrival_in=arrival_in,
                 id=None if id is None else decode_id(id, f"{name}.id"),
                 attempt=_int(data.get("attempt", 0), f"{name}.attempt"),
                 err=_checked(check_err, data.get("err", ""), f"{name}.err"),
@@ -284,18 +303,20 @@ def decode_modification(raw: Any, claimant: uuid.UUID | None) -> Modification:
         )
     for i, item in enumerate(_list(body.get("changes"), "changes")):
         name = f"changes[{i}]"
-        fields = {"id", "version", "queue", "value", "at", "attempt", "err"}
-        data = _object(item, name, fields, {"id", "version", "queue"})
-        at, value = data.get("at"), data.get("value")
+        data = _object(item, name, CHANGE_FIELDS, {"id", "version"})
+        at, arrival_in = _arrival(data, name)
+        queue, value = data.get("queue"), data.get("value")
+        attempt, err = data.get("attempt"), data.get("err")
         mod.changes.append(
             TaskChange(
                 id=decode_id(data["id"], f"{name}.id"),
                 version=_int(data["version"], f"{name}.version"),
-                queue=_checked(check_queue, data["queue"], f"{name}.queue"),
+                queue=None if queue is None else _checked(check_queue, queue, f"{name}.queue"),
                 value=None if value is None else decode_value(value, f"{name}.value"),
-                at=None if at is None else decode_time(at, f"{name}.at"),
-                attempt=_int(data.get("attempt", 0), f"{name}.attempt"),
-                err=_checked(check_err, data.get("err", ""), f"{name}.err"),
+                at=at,
+                arrival_in=arrival_in,
+                attempt=None if attempt is None else _int(attempt, f"{name}.attempt"),
+                err=None if err is None else _checked(check_err, err, f"{name}.err"),
             )
         )
     for label in ("deletes", "depends"):
@@ -303,6 +324,19 @@ def decode_modification(raw: Any, claimant: uuid.UUID | None) -> Modification:
         for i, item in enumerate(_list(body.get(label), label)):
             target.append(decode_task_id(item, f"{label}[{i}]"))
     return mod
+
+
+def _arrival(data: JSON, name: str) -> tuple[datetime | None, float | None]:
+    """Return the ``at`` and ``arrival_in`` of an insert or change; at most one is given."""
+    at, arrival_in = data.get("at"), data.get("arrival_in")
+    if at is not None and arrival_in is not None:
+        raise ValueError(f"{name}: give at or arrival_in, not both")
+    return (
+        None if at is None else decode_time(at, f"{name}.at"),
+        None
+        if arrival_in is None
+        else _number(arrival_in, f"{name}.arrival_in", high=MAX_DURATION_SECONDS),
+    )
 
 
 def encode_task_id(task_id: TaskID) -> JSON:

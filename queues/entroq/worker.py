@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import (
+    BackendUnavailable,
     ClaimTimeout,
     DependencyError,
     ErrorTaskValue,
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Work = Callable[[Task], Sequence[ModifyArg]]
+# While the store is unavailable a run waits this long, doubling up to the most.
+OUTAGE_BACKOFF = 1.0
+MAX_OUTAGE_BACKOFF = 30.0
 DependencyHandler = Callable[[DependencyError], None]
 
 
@@ -90,30 +94,46 @@ class Worker:
         task itself are brought up to date with its renewals before they are applied.
         ``MoveTaskError`` moves the task to its error queue, ``RetryTaskError`` puts it
         back for later (moving it once ``max_attempts`` is reached). A lost lease or a
-        ``DependencyError`` abandons that task and goes on; any other exception from
-        ``work`` ends the run. The task in hand always finishes before a stop takes effect.
+        ``DependencyError`` (from ``work`` or from its modifications) abandons that task
+        and goes on; so does a result the store refuses as malformed, which moves the
+        task to its error queue, and a move that cannot be made, which retries the task
+        later. While the store is unavailable the run waits, 1 s at first and doubling
+        up to 30 s, and goes on when it is back. Any other exception from ``work`` ends
+        the run. The task in hand always finishes before a stop takes effect.
         ``max_tasks`` ends the run after that many tasks; ``until_empty`` when no task is
         left to claim.
         """
         keeper = LeaseKeeper(self.client, self.lease)  # refuses to run inside a transaction
         stop = stop or threading.Event()
         done = 0
+        backoff = OUTAGE_BACKOFF
         try:
             while not stop.is_set() and not (max_tasks and done >= max_tasks):
-                if until_empty:
-                    task = self.client.try_claim(*self.queues, duration=self.lease)
+                try:
+                    task = self._claim(stop, until_empty)
                     if task is None:
                         break
-                else:
-                    try:
-                        task = self.client.claim(*self.queues, duration=self.lease, stop=stop)
-                    except ClaimTimeout:
-                        break  # stopped while waiting
-                self._process(task, work, keeper)
-                done += 1
+                    backoff = OUTAGE_BACKOFF
+                    done += 1
+                    self._process(task, work, keeper)
+                except BackendUnavailable as error:
+                    # Claims held meanwhile lapse and their tasks are redelivered.
+                    logger.warning("store unavailable (%s); trying again in %g s", error, backoff)
+                    self.client.backend.release_thread()
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_OUTAGE_BACKOFF)
         finally:
             keeper.close()
         return done
+
+    def _claim(self, stop: threading.Event, until_empty: bool) -> Task | None:
+        """Return the next task, or None when stopped (or, ``until_empty``, when none is left)."""
+        if until_empty:
+            return self.client.try_claim(*self.queues, duration=self.lease)
+        try:
+            return self.client.claim(*self.queues, duration=self.lease, stop=stop)
+        except ClaimTimeout:
+            return None  # stopped while waiting
 
     def _process(self, task: Task, work: Work, keeper: LeaseKeeper) -> None:
         """Run ``work`` on a claimed ``task`` and apply the outcome."""
@@ -125,6 +145,13 @@ class Worker:
             args = work(task)
         except (MoveTaskError, RetryTaskError) as error:
             failure = error
+        except DependencyError as error:
+            # Go's worker goes on too: the work could not proceed as things stand, and
+            # the task comes back when its lease lapses.
+            keeper.release(raise_error=False)
+            self._log(task, "dependency error in work, abandoned", started, error)
+            self._dependency_error(error)
+            return
         except BaseException:
             keeper.release(raise_error=False)
             raise
@@ -136,39 +163,72 @@ class Worker:
             self._log(task, "lease lost, abandoned", started, error)
             return
         try:
-            if isinstance(failure, RetryTaskError) and (
-                not self.max_attempts or current.attempt + 1 < self.max_attempts
-            ):
-                self.client.modify(
-                    changing(
-                        current,
-                        attempt=current.attempt + 1,
-                        err=_err_text(failure),
-                        arrival_in=self.retry_delay,
-                    )
-                )
-                outcome = f"retry {current.attempt + 1} in {self.retry_delay:g} s"
-            elif failure is not None:
-                queue = self.err_qmap(current.queue)
-                message = _err_text(failure)
-                value = ErrorTaskValue(current, message).to_json()
-                if len(value) > self.client.backend.max_value_bytes:
-                    # Wrapped (base64) the value may no longer fit: keep the rest.
-                    note = "; the value was too large to keep"
-                    value = ErrorTaskValue(current.copy_omit_value(), message + note).to_json()
-                self.client.modify(
-                    current.as_deletion(), inserting_into(queue, value=value, err=message)
-                )
-                outcome = f"moved to {queue}"
-            else:
-                self.client.modify(with_modification(self._rewrite(args, task, current)))
-                outcome = "done"
+            outcome = self._finish(task, current, args, failure)
         except DependencyError as error:
             self._log(task, "dependency error", started, error)
-            if self.on_dependency_error is not None:
-                self.on_dependency_error(error)
+            self._dependency_error(error)
             return
+        except BackendUnavailable as error:
+            self._log(task, "outcome not stored, redelivered when its lease lapses", started, error)
+            raise
         self._log(task, outcome, started, failure)
+
+    def _finish(
+        self,
+        original: Task,
+        current: Task,
+        args: Sequence[ModifyArg],
+        failure: MoveTaskError | RetryTaskError | None,
+    ) -> str:
+        """Store the outcome of ``work`` for ``current``; return it in words.
+
+        A result the store refuses as malformed (``ValueError``, ``TypeError``) moves the
+        task to its error queue, and a move that cannot be made (an error queue name the
+        store refuses) retries it later: neither may end the run, or the task would end
+        the next worker's run too.
+        """
+        if isinstance(failure, RetryTaskError) and (
+            not self.max_attempts or current.attempt + 1 < self.max_attempts
+        ):
+            return self._retry(current, _err_text(failure))
+        if failure is None:
+            try:
+                self.client.modify(with_modification(self._rewrite(args, original, current)))
+                return "done"
+            except (TypeError, ValueError) as error:
+                failure = MoveTaskError(f"the work's modification was refused: {error}")
+        try:
+            return self._move(current, _err_text(failure))
+        except (TypeError, ValueError) as error:
+            retried = self._retry(current, f"{_err_text(failure)} (not moved: {error})")
+            return f"not moved to its error queue ({error}), {retried}"
+
+    def _retry(self, current: Task, reason: str) -> str:
+        """Put ``current`` back for ``retry_delay``, counting the attempt."""
+        self.client.modify(
+            changing(
+                current,
+                attempt=current.attempt + 1,
+                err=_err_text(reason),
+                arrival_in=self.retry_delay,
+            )
+        )
+        return f"retry {current.attempt + 1} in {self.retry_delay:g} s"
+
+    def _move(self, current: Task, message: str) -> str:
+        """Move ``current`` to its error queue, wrapped in an ``ErrorTaskValue``."""
+        queue = self.err_qmap(current.queue)
+        value = ErrorTaskValue(current, message).to_json()
+        if len(value) > self.client.backend.max_value_bytes:
+            # Wrapped (base64) the value may no longer fit: keep the rest.
+            note = "; the value was too large to keep"
+            value = ErrorTaskValue(current.copy_omit_value(), message + note).to_json()
+        self.client.modify(current.as_deletion(), inserting_into(queue, value=value, err=message))
+        return f"moved to {queue}"
+
+    def _dependency_error(self, error: DependencyError) -> None:
+        if self.on_dependency_error is not None:
+            self.on_dependency_error(error)
 
     @staticmethod
     def _rewrite(args: Sequence[ModifyArg], original: Task, current: Task) -> Modification:

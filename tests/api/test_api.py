@@ -20,6 +20,7 @@ from queues.service import client
 from tests.conftest import Api
 
 B64 = base64.b64encode
+T = "2026-01-01T00:00:00Z"
 
 
 def insert(api: Api, queue: str, value: bytes = b"v", **extra: Any) -> dict[str, Any]:
@@ -130,7 +131,13 @@ def test_a_failed_modify_answers_409_with_every_problem(api: Api) -> None:
         ({"inserts": [{"queue": "q", "at": "2026-01-01T00:00:00"}]}, "needs a UTC offset"),
         ({"deletes": [{"id": "nope", "version": 0}]}, "deletes[0].id"),
         ({"deletes": [{"id": str(uuid.uuid4()), "version": -1}]}, "deletes[0].version"),
-        ({"changes": [{"id": str(uuid.uuid4()), "version": 0}]}, "missing field 'queue'"),
+        ({"changes": [{"version": 0}]}, "missing field 'id'"),
+        (
+            {"changes": [{"id": str(uuid.uuid4()), "version": 0, "at": T, "arrival_in": 5}]},
+            "changes[0]: give at or arrival_in, not both",
+        ),
+        ({"inserts": [{"queue": "q", "arrival_in": -1}]}, "inserts[0].arrival_in"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ({"inserts": [{"queue": "q", "colour": "red"}]}, "unknown field 'colour'"),
         ({"inserts": "all"}, "inserts: expected a list"),
         ([1, 2], "body: expected a JSON object"),
@@ -142,6 +149,43 @@ def test_bad_input_is_400_naming_the_field(api: Api, body: Any, message: str) ->
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
     assert message in response.json()["message"]
+    assert client().queues() == {}, "nothing of a bad modification is stored"
+
+
+def test_deeply_nested_claims_are_400(api: Api) -> None:
+    response = api.post("claim", '{"queues": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["message"]
+
+
+def test_a_change_keeps_every_field_it_does_not_name(api: Api) -> None:
+    task = insert(api, "jobs", b"v", attempt=4, err="it failed")
+    claimed = api.post("claim", {"queues": ["jobs"], "duration": 60}).json()["task"]
+
+    renewed = api.post(
+        "modify",
+        {"changes": [{"id": claimed["id"], "version": claimed["version"], "arrival_in": 60}]},
+    )
+    released = api.post(
+        "modify",
+        {"changes": [{"id": claimed["id"], "version": renewed.json()["changed"][0]["version"]}]},
+    )
+
+    [kept] = renewed.json()["changed"]
+    assert (kept["queue"], kept["value"], kept["attempt"], kept["err"]) == (
+        "jobs",
+        task["value"],
+        4,
+        "it failed",
+    )
+    assert kept["claimant"] == claimed["claimant"], "a renewal keeps the claim"
+    [free] = released.json()["changed"]
+    assert (free["queue"], free["attempt"], free["err"], free["claimant"]) == (
+        "jobs",
+        4,
+        "it failed",
+        None,
+    )
 
 
 @pytest.mark.parametrize(

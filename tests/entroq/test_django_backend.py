@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from queues import entroq
 from queues.entroq import EntroQ
 from queues.entroq.django_backend import NOTIFY_CHANNEL
-from tests.helpers import start_python
+from tests.helpers import database_url, start_python
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -447,3 +449,187 @@ def test_departure_counts_are_written_every_so_often(
     eq.modify(tasks[1].as_deletion())
 
     assert sum(Departures.objects.filter(queue="w").values_list("count", flat=True)) == 2
+
+
+def _drop_this_threads_connection() -> None:
+    """End this thread's database session from the server's side, as a restart would."""
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(database_url(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])  # waits until it ends
+
+
+@pytest.mark.postgres
+def test_a_dropped_connection_is_replaced_on_the_next_call(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("q") for _ in range(3)))
+    seen: list[str] = []
+
+    def in_a_thread() -> None:
+        client = EntroQ(eq.backend)
+        try:
+            for name, call in [
+                ("claim", lambda: client.try_claim("q")),
+                ("list", lambda: client.tasks("q")),
+                ("modify", lambda: client.modify(entroq.inserting_into("q"))),
+                ("delete", lambda: client.modify(client.tasks("q")[0].as_deletion())),
+            ]:
+                call()  # on a connection of this thread's own
+                _drop_this_threads_connection()
+                with pytest.raises(entroq.BackendUnavailable):
+                    call()  # found dropped: closed, and said so
+                call()  # connected anew
+                seen.append(name)
+        finally:
+            eq.backend.release_thread()
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(60)
+
+    assert seen == ["claim", "list", "modify", "delete"]
+
+
+@pytest.mark.postgres
+def test_a_worker_goes_on_after_its_connection_is_dropped(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    eq.modify(*(entroq.inserting_into("q", value=str(i).encode()) for i in range(3)))
+    monkeypatch.setattr("queues.entroq.worker.OUTAGE_BACKOFF", 0.1)
+    done: list[bytes] = []
+
+    def work(task: entroq.Task) -> list[entroq.ModifyArg]:
+        done.append(task.value)
+        if len(done) == 1:
+            _drop_this_threads_connection()  # so finishing this task fails
+        return [task.as_deletion()]
+
+    def run() -> None:
+        try:
+            # Four claims: the first task comes back once its 1 s lease lapses.
+            EntroQ(eq.backend).new_worker("q", lease=1).run(work, max_tasks=4)
+        finally:
+            eq.backend.release_thread()
+
+    with caplog.at_level("INFO", logger="queues.entroq.worker"):
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(60)
+
+    assert eq.queues() == {}
+    assert sorted(done) == sorted([b"0", b"1", b"2", done[0]]), "the first task ran twice"
+    assert "outcome not stored, redelivered when its lease lapses" in caplog.text
+
+
+@pytest.mark.postgres
+def test_crossed_changes_and_dependencies_do_not_deadlock(eq: EntroQ) -> None:
+    """Two modifications inside callers' transactions, each changing the task the other
+    depends on, wait for each other instead of deadlocking (PostgreSQL's 40P01)."""
+    [x, y], _ = eq.modify(entroq.inserting_into("q"), entroq.inserting_into("q"))
+    both_locked = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def pause_after_first_lock(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.rstrip().endswith(("FOR UPDATE", "FOR SHARE")):
+            # Let the other modification take its first lock too, if it can.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_locked.wait(2)
+        return result
+
+    def modify(name: str, changed: entroq.Task, depended: entroq.Task) -> None:
+        client = EntroQ(eq.backend)
+        try:
+            with (
+                connection.execute_wrapper(pause_after_first_lock),
+                transaction.atomic(),
+            ):
+                client.modify(changed.as_change(value=b"new"), depended.as_dependency())
+            outcomes[name] = "done"
+        except entroq.DependencyError:
+            outcomes[name] = "stale"  # the other went first and changed what this needs
+        except Exception as error:
+            outcomes[name] = repr(error)
+        finally:
+            eq.backend.release_thread()
+
+    threads = [
+        threading.Thread(target=modify, args=("a", x, y)),
+        threading.Thread(target=modify, args=("b", y, x)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(outcomes.values()) == ["done", "stale"], outcomes
+
+
+@pytest.mark.postgres
+def test_a_full_modification_locks_rows_through_select_for_update(eq: EntroQ) -> None:
+    [task, config], _ = eq.modify(entroq.inserting_into("q"), entroq.inserting_into("config"))
+
+    with CaptureQueriesContext(connection) as modification:
+        eq.modify(task.as_change(value=b"x"), config.as_dependency())
+
+    statements = [q["sql"] for q in modification.captured_queries]
+    assert any(
+        s.startswith('SELECT "entroq_task"."id"') and s.endswith("FOR UPDATE") for s in statements
+    )
+    assert any(s.endswith("FOR SHARE") for s in statements), "dependencies are only shared"
+
+
+@pytest.mark.sqlite
+def test_a_busy_database_fails_a_claim_after_one_busy_timeout(eq: EntroQ) -> None:
+    """SQLite has waited out its busy timeout before it says "locked": trying again
+    would wait it out again, eight times over."""
+    import sqlite3
+
+    eq.modify(entroq.inserting_into("q"))
+    timeout = 0.3
+    connection.close()
+    connection.settings_dict["OPTIONS"] = {
+        **connection.settings_dict["OPTIONS"],
+        "timeout": timeout,
+    }
+    holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process writing, for long
+        started = time.monotonic()
+        with pytest.raises(Exception, match="locked"):
+            eq.try_claim("q")
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        connection.close()
+        connection.settings_dict["OPTIONS"] = {**connection.settings_dict["OPTIONS"], "timeout": 30}
+
+    assert waited < 4 * timeout, f"waited {waited:.1f} s for a busy timeout of {timeout} s"
+    assert eq.try_claim("q") is not None, "claims go on once the writer is done"
+
+
+def test_a_prefix_is_a_range_of_code_points() -> None:
+    from queues.entroq.django_backend import prefix_range
+
+    assert prefix_range("billing/") == ("billing/", "billing0")
+    assert prefix_range("a\U0010ffff") == ("a\U0010ffff", "b")
+    assert prefix_range("\U0010ffff") == ("\U0010ffff", None)
+    assert prefix_range("a\ud7ff") == ("a\ud7ff", "a\ue000")
+
+
+@pytest.mark.postgres
+def test_prefix_stats_read_a_range_of_the_index(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into(f"q{i % 50}/x") for i in range(200)))
+
+    with CaptureQueriesContext(connection) as stats:
+        found = eq.queue_stats(match_prefix="q1/")
+    assert found == {"q1/x": eq.queue_stats()["q1/x"]}
+
+    [sql] = [q["sql"] for q in stats.captured_queries if "GROUP BY queue" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # a small table would be read whole
+        cursor.execute("EXPLAIN " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "Index Cond: (((queue)::text >= 'q1/'::text) AND ((queue)::text < 'q10'::text))" in plan

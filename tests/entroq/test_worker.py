@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from queues import entroq
-from queues.entroq import EntroQ, ModifyArg, Task
+from queues.entroq import EntroQ, ModifyArg, Task, ops
 
 
 def insert(eq: EntroQ, queue: str = "inbox", value: bytes = b"v") -> Task:
@@ -241,3 +241,143 @@ def test_a_worker_refuses_to_run_inside_a_transaction() -> None:
     eq = EntroQ(entroq.DjangoBackend())
     with transaction.atomic(), pytest.raises(ValueError, match="inside a database transaction"):
         eq.new_worker("inbox").run(finish)
+
+
+def test_a_dependency_error_in_work_abandons_the_task_and_goes_on(
+    eq: EntroQ, caplog: pytest.LogCaptureFixture
+) -> None:
+    insert(eq, value=b"1")
+    insert(eq, value=b"2")
+    errors: list[entroq.DependencyError] = []
+    missing = uuid.uuid4()
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        eq.modify(entroq.depending_on(missing, 0))  # a configuration task has gone
+        return [task.as_deletion()]
+
+    worker = eq.new_worker("inbox", lease=60, on_dependency_error=errors.append)
+    with caplog.at_level("INFO", logger="queues.entroq.worker"):
+        done = worker.run(work, max_tasks=2)
+
+    assert done == 2
+    assert [e.depends for e in errors] == [[entroq.TaskID(missing, 0)]] * 2
+    assert caplog.text.count("dependency error in work, abandoned") == 2
+    assert [t.claims for t in eq.tasks("inbox")] == [1, 1], "abandoned: back when leases lapse"
+
+
+LONGEST = "q" * entroq.MAX_QUEUE_LENGTH
+
+
+@pytest.mark.parametrize("inbox", [LONGEST[:497], LONGEST, LONGEST[:496] + "/err"])
+def test_the_longest_inbox_has_an_error_queue(eq: EntroQ, inbox: str) -> None:
+    task = insert(eq, inbox, value=b"poison")
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        raise entroq.MoveTaskError("cannot parse")
+
+    assert eq.new_worker(inbox).run(work, max_tasks=1) == 1
+
+    [error_queue] = eq.queues()
+    assert error_queue == entroq.default_err_qmap(inbox)
+    assert len(error_queue) <= entroq.MAX_QUEUE_LENGTH
+    assert error_queue.endswith("/err")
+    assert error_queue.startswith(inbox[:400])
+    assert entroq.default_err_qmap(inbox + "x") != error_queue, "one error queue an inbox"
+    [failed] = eq.tasks(error_queue)
+    assert entroq.ErrorTaskValue.from_json(failed.value).task.id == task.id
+    assert ops.error_record(failed) is not None, "the dashboard can send it back"
+
+
+def test_a_move_that_cannot_be_made_retries_the_task_later(
+    eq: EntroQ, caplog: pytest.LogCaptureFixture
+) -> None:
+    insert(eq, value=b"poison")
+    insert(eq, value=b"fine")
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        if task.value == b"poison":
+            raise entroq.MoveTaskError("cannot parse")
+        return [task.as_deletion()]
+
+    worker = eq.new_worker("inbox", err_qmap=lambda inbox: "", retry_delay=60)
+    with caplog.at_level("INFO", logger="queues.entroq.worker"):
+        done = worker.run(work, max_tasks=2)
+
+    assert done == 2
+    [kept] = eq.tasks("inbox")
+    assert kept.value == b"poison"
+    assert kept.attempt == 1
+    assert kept.at > eq.time() + timedelta(seconds=50), "not at once: after retry_delay"
+    assert kept.err.startswith("cannot parse (not moved: queue must not be empty")
+    assert "not moved to its error queue (queue must not be empty), retry 1 in 60 s" in caplog.text
+
+
+def test_a_result_the_store_refuses_moves_the_task_to_its_error_queue(eq: EntroQ) -> None:
+    task = insert(eq)
+    insert(eq, value=b"next")
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        if task.value == b"next":
+            return [task.as_deletion()]
+        return [task.as_deletion(), task.as_dependency()]  # one ID twice: malformed
+
+    assert eq.new_worker("inbox").run(work, max_tasks=2) == 2
+
+    assert eq.queues() == {"inbox/err": 1}
+    [failed] = eq.tasks("inbox/err")
+    assert failed.err.startswith("the work's modification was refused: task ")
+    assert entroq.ErrorTaskValue.from_json(failed.value).task.id == task.id
+
+
+def test_a_renewal_whose_answer_was_lost_keeps_the_task(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = insert(eq)
+    store_modify = eq.backend.modify
+    lost: list[entroq.Modification] = []
+
+    def answer_lost(mod: entroq.Modification) -> tuple[list[Task], list[Task]]:
+        applied = store_modify(mod)
+        if mod.changes and not lost:  # the first renewal: applied, but no answer came
+            lost.append(mod)
+            raise entroq.BackendUnavailable("the connection dropped before the answer")
+        return applied
+
+    monkeypatch.setattr(eq.backend, "modify", answer_lost)
+
+    def slow(task: Task) -> Sequence[ModifyArg]:
+        time.sleep(1.6)  # through two renewals of a 1 s lease
+        return [task.as_change(queue="done")]
+
+    with caplog.at_level("INFO", logger="queues.entroq.worker"):
+        eq.new_worker("inbox", lease=1.0).run(slow, max_tasks=1)
+
+    assert lost, "a renewal was applied and its answer lost"
+    assert "lease lost" not in caplog.text
+    [finished] = eq.tasks("done")
+    assert finished.id == task.id
+
+
+def test_the_run_waits_out_an_outage_and_goes_on(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    insert(eq)
+    insert(eq)
+    store_claim = eq.backend.try_claim
+    outage = {"left": 2}
+
+    def away(query: entroq.ClaimQuery) -> Task | None:
+        if outage["left"]:
+            outage["left"] -= 1
+            raise entroq.BackendUnavailable("connection refused")
+        return store_claim(query)
+
+    monkeypatch.setattr(eq.backend, "try_claim", away)
+    monkeypatch.setattr("queues.entroq.worker.OUTAGE_BACKOFF", 0.05)
+    with caplog.at_level("WARNING", logger="queues.entroq.worker"):
+        done = eq.new_worker("inbox").run(finish, until_empty=True)
+
+    assert done == 2
+    assert eq.queues() == {}
+    assert "store unavailable (connection refused); trying again in 0.05 s" in caplog.text
+    assert "trying again in 0.1 s" in caplog.text, "the wait doubles while it lasts"
