@@ -9,11 +9,13 @@ PYTHON ?= python3
 
 .PHONY: run demo serve bench-dashboard test test-sqlite test-postgres lint bench install migrate browser clean
 
-$(VENV)/.installed: pyproject.toml
+# Also remade when this file changes, since it names the extras: dev for the tests and
+# linters, bench for the peers the worker benchmark (and so make test) runs.
+$(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (found " + sys.version.split()[0] + "); see .python-version")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
 install: $(VENV)/.installed
@@ -82,17 +84,20 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
+# QUICK=1 runs each benchmark's quick mode: seconds that prove it works, measuring
+# nothing (tests/test_bench.py runs them in make test).
+BENCH_QUICK = $(if $(QUICK),--quick)
+
 ## The task lifecycle against raw SQL, worker processes against the peers, then the
 ## HTTP API against the in-process client and under load; each on a cluster it starts.
 bench: install
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	$(PY) bench/lifecycle.py $(BENCH_ARGS)
-	$(PY) bench/workers.py $(WORKERS_ARGS)
-	$(PY) bench/http_api.py $(HTTP_ARGS)
+	$(PY) bench/lifecycle.py $(BENCH_QUICK) $(BENCH_ARGS)
+	$(PY) bench/workers.py $(BENCH_QUICK) $(WORKERS_ARGS)
+	$(PY) bench/http_api.py $(BENCH_QUICK) $(HTTP_ARGS)
 
 ## The dashboard's pages on 1,000,000 tasks in 1,000 queues (a PostgreSQL cluster it starts).
 bench-dashboard: install
-	$(PY) bench/dashboard.py $(DASHBOARD_ARGS)
+	$(PY) bench/dashboard.py $(BENCH_QUICK) $(DASHBOARD_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-artifacts .mypy_cache .ruff_cache .pytest_cache

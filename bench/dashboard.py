@@ -4,7 +4,12 @@ Builds the data set in a throwaway cluster at default durability (one queue of
 500,000 tasks, its error queue of 100,000 failures of 208 kinds, and 400,000
 tasks in 998 more queues, some claimed), then asks each page through Django's test
 client in this process, as a logged-in superuser, and prints the median and p95
-server time of each and the queries it ran. ``make bench-dashboard``.
+server time of each and the queries it ran. ``make bench-dashboard`` (``--quick``
+checks in seconds that every page still answers, as ``make test`` does).
+
+The pages run as production serves them: debugging off, and static files named
+from the manifest of a ``collectstatic`` into a temporary folder, as
+``scripts/webserver.py`` does (a checkout has no collected files of its own).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import quick  # noqa: E402
 from scripts.pgcluster import cluster  # noqa: E402
 from scripts.webserver import PRODUCTION, manage  # noqa: E402
 
@@ -161,13 +169,13 @@ def main() -> None:
         "--no-vacuum", action="store_true", help="measure right after the migration"
     )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, {"big": 300, "errors": 100, "rest": 300, "repeats": 1})
     if args.measure:
         measure(args)
         return
     total = args.big + args.errors + args.rest
-    print(f"Dashboard benchmark: {total:,} tasks, {os.cpu_count()} CPUs")
-    with cluster() as pg:
+    print(f"Dashboard benchmark: {total:,} tasks, {os.cpu_count()} CPUs{quick.note(args)}")
+    with cluster() as pg, tempfile.TemporaryDirectory(prefix="entroq-static-") as static:
         # Built before the error kinds exist, so their migration is timed on real data.
         manage(pg.url, "migrate", "--no-input", "-v", "0", *BEFORE_KINDS)
         print(f"built the data set in {build(pg.url, args.big, args.errors, args.rest):.0f} s")
@@ -177,16 +185,19 @@ def main() -> None:
         print(f"migrated, giving {args.errors:,} failures their error kinds, in {took:.0f} s")
         if not args.no_vacuum:
             vacuum(pg.url)  # as autovacuum would after the migration's updates
+        # The manifest that production's static files storage names every file from.
+        manage(pg.url, "collectstatic", "--no-input", "-v", "0", DJANGO_STATIC_ROOT=static)
         env = {
             **os.environ,
             **PRODUCTION,
             "DATABASE_URL": pg.url,
             "DJANGO_ALLOWED_HOSTS": "testserver",  # Django's test client
+            "DJANGO_STATIC_ROOT": static,
         }
         forwarded = [f"--big={args.big}", f"--repeats={args.repeats}", "--measure"]
-        import subprocess
-
-        subprocess.run([sys.executable, __file__, *forwarded], env=env, check=True)
+        sys.stdout.flush()  # our lines before the measuring process's, in a pipe too
+        if subprocess.run([sys.executable, __file__, *forwarded], env=env).returncode:
+            raise SystemExit("measuring the pages failed (its error is above)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ site as production does (``scripts/webserver.py``), then:
 3. the same load while PostgreSQL restarts midway (``pg_ctl restart -m immediate``):
    clients fail cleanly, recover, and lose nothing.
 
-Run with ``make bench`` (``HTTP_ARGS="--tasks 5000 --seconds 10"`` for a quick look).
+Run with ``make bench`` (``HTTP_ARGS="--tasks 5000 --seconds 10"`` for a quick look;
+``--quick`` checks in seconds that it works, as ``make test`` does).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import http_load  # noqa: E402
+from bench import http_load, quick  # noqa: E402
 from bench.lifecycle import Postgres, compare, report  # noqa: E402
 from scripts.pgcluster import Cluster, cluster  # noqa: E402
 from scripts.webserver import serving  # noqa: E402
@@ -60,10 +61,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="length of a load run")
     parser.add_argument("--load-tasks", type=int, default=60_000, help="tasks a load run")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
-    args = parser.parse_args()
+    # Load for 1.5 s before the restart and 1.5 s after it (less the restart itself).
+    args = quick.parse_args(
+        parser,
+        {
+            "tasks": 300,
+            "workers": 2,
+            "repeats": 1,
+            "clients": 8,
+            "seconds": 3,
+            "load_tasks": 3000,
+        },
+    )
     print(
         f"EntroQ HTTP benchmark: {os.cpu_count()} CPUs, gunicorn {args.web_workers} "
-        f"processes x {args.clients + 8} threads"
+        f"processes x {args.clients + 8} threads{quick.note(args)}"
     )
     with cluster() as pg:
         secrets, _ = http_load.prepare(pg.url, args.clients, 0)

@@ -11,7 +11,8 @@ Starts a throwaway PostgreSQL cluster at default durability, then:
 
 Contenders alternate and repeat; each figure is the median of its repeats, and every
 ratio compares figures measured minutes apart on the same machine. Run with
-``make bench`` (``BENCH_ARGS="--tasks 5000 --repeats 1"`` for a quick look).
+``make bench`` (``BENCH_ARGS="--tasks 5000 --repeats 1"`` for a quick look;
+``--quick`` checks in seconds that it works, as ``make test`` does).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import quick  # noqa: E402
 
 QUEUE = "bench"
 INSERT_BATCH = 1000
@@ -372,7 +375,11 @@ def median_drain(runs: list[Drain]) -> Drain:
 
 
 def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """Format ``value`` by ``spec`` (``>10.2f``); one not seen as ``-``, as wide."""
+    if value is None:
+        # As wide as a figure, so that the columns after it stay aligned.
+        return "-".rjust(int(spec.lstrip("<>^").split(".")[0].rstrip(",")))
+    return format(value, spec)
 
 
 def report(title: str, rows: list[tuple[str, Drain]], reference: Drain) -> None:
@@ -413,7 +420,8 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    # One worker count: more take the same paths.
+    args = quick.parse_args(parser, {"tasks": 300, "repeats": 1, "workers": "2"})
     if args.worker:
         worker_main(args.worker, args.url)
         return
@@ -423,7 +431,7 @@ def main() -> None:
     worker_counts = [int(w) for w in args.workers.split(",")]
     print(
         f"EntroQ lifecycle benchmark: {args.tasks:,} tasks a run, {args.repeats} runs "
-        f"each, {os.cpu_count()} CPUs"
+        f"each, {os.cpu_count()} CPUs{quick.note(args)}"
     )
     with cluster() as running:
         url = running.url

@@ -10,12 +10,14 @@ no-op tasks, for each contender in turn:
 
 Each drain is timed from starting the processes to the last one exiting, so the
 worker programs' start-up (Django's, about half a second) counts against them; the
-raw reference is timed from its start signal. Run with ``make bench``.
+raw reference is timed from its start signal. Run with ``make bench`` (``--quick``
+checks in seconds that every contender still runs, as ``make test`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -26,24 +28,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import quick  # noqa: E402
 from bench.lifecycle import Postgres, django_env, drain, insert_tasks  # noqa: E402
 
 QUEUE = "bench"
+PEERS = ("django_tasks_db", "procrastinate")
 
 
 def env(url: str) -> dict[str, str]:
     return django_env(url, "bench.settings")
 
 
-def manage(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def manage(url: str, *args: str) -> None:
+    """Run ``manage.py args`` with the peers installed; exit with its errors if it fails."""
+    done = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=env(url),
         cwd=ROOT,
-        check=check,
         capture_output=True,
         text=True,
     )
+    if done.returncode:
+        raise SystemExit(f"manage.py {args[0]} failed:\n{done.stderr[-2000:]}")
 
 
 def enqueue(url: str, kind: str, count: int) -> None:
@@ -141,14 +147,21 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, {"tasks": 300, "repeats": 1})
+
+    missing = [p for p in PEERS if importlib.util.find_spec(p) is None]
+    if missing:
+        raise SystemExit(
+            f"the peers {', '.join(missing)} are missing: install the bench extra "
+            "(make install, or pip install -e '.[bench]')"
+        )
 
     from scripts.pgcluster import cluster
 
     kinds = ["raw-psycopg", "eqworker", "django-tasks-db", "procrastinate"]
     print(
         f"Worker benchmark: {args.tasks:,} no-op tasks, W = {args.workers} worker processes, "
-        f"{args.repeats} run(s) each"
+        f"{args.repeats} run(s) each{quick.note(args)}"
     )
     with cluster() as running:
         url = running.url

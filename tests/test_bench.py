@@ -1,0 +1,88 @@
+"""Every benchmark of ``make bench`` and ``make bench-dashboard`` still runs to its table.
+
+Each script runs in its quick mode (``--quick``: a few hundred tasks, a second or so
+of load, once) as a command of its own, as the Makefile runs it, and must exit 0
+having printed each row of its results. The figures are not checked: a quick run
+measures nothing. The scripts start their own PostgreSQL clusters, so these tests
+run once, in the PostgreSQL half of ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+FIGURE = r"[\d,.]+"
+
+# The rows each script must print: its contenders with their figures, by line.
+ROWS = {
+    "lifecycle.py": [
+        rf"^  entroq +{FIGURE} tasks/s +ratio {FIGURE}$",
+        rf"^  raw psycopg +{FIGURE} tasks/s$",
+        r"^PostgreSQL 15, claim \+ delete, W = 2 worker processes$",
+        rf"^  raw psycopg +{FIGURE} +1\.00 ",
+        r"^SQLite \(WAL\), claim \+ delete, W = 2 worker processes$",
+        rf"^  raw sqlite3 +{FIGURE} +1\.00 ",
+        rf"^  entroq +{FIGURE} +{FIGURE} ",
+    ],
+    "workers.py": [
+        r"^  contender +tasks/s +x raw +eqworker is$",
+        rf"^  raw-psycopg +{FIGURE} +1\.00",
+        rf"^  eqworker +{FIGURE} +{FIGURE} *$",  # the last column is blank
+        rf"^  django-tasks-db +{FIGURE} +{FIGURE} +{FIGURE}x$",
+        rf"^  procrastinate +{FIGURE} +{FIGURE} +{FIGURE}x$",
+    ],
+    "http_api.py": [
+        rf"^  in-process +{FIGURE} +1\.00 ",
+        rf"^  HTTP +{FIGURE} +{FIGURE} ",
+        r"^HTTP API under load, 8 clients, steady$",
+        r"^HTTP API under load, 8 clients, with a PostgreSQL restart midway$",
+        # Once a load run, so twice.
+        r"(?s)nothing lost, nothing finished twice.*nothing lost, nothing finished twice",
+    ],
+    "dashboard.py": [
+        rf"^{page} +{FIGURE} +{FIGURE} +{FIGURE}  200$"
+        for page in (
+            "overview, first view",
+            "overview, a period old",
+            "overview, shared stats",
+            "queue page, deep, older",
+            "queue page, deep, newer",
+            "task page",
+            "claims view",
+            "triage of the error queue",
+        )
+    ],
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("script", ROWS)
+def test_the_quick_mode_runs_to_its_table(script: str, tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        # As in a clean clone: no static files collected by an earlier `make serve`.
+        "DJANGO_STATIC_ROOT": str(tmp_path / "no-static-files"),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    print(done.stdout)  # its tables, for -s or -rP
+    output = f"{done.stdout}\n--- stderr ---\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, output
+    assert "(quick run:" in done.stdout.partition("\n")[0], output
+    missing = [row for row in ROWS[script] if not re.search(row, done.stdout, re.MULTILINE)]
+    assert not missing, f"rows not printed: {missing}\n{output}"
