@@ -36,6 +36,7 @@ from queues.entroq import (
     TasksQuery,
     wire,
 )
+from queues.entroq.django_backend import is_timeout, statement_timeout
 from queues.entroq.modify import Modification
 from queues.entroq.tasks import (
     MAX_DURATION_SECONDS,
@@ -86,9 +87,18 @@ def _answer(request: HttpRequest, view: View, method: str) -> HttpResponse:
         response = error(405, "method_not_allowed", f"use {method}")
         response["Allow"] = method
         return response
+    seconds = conf.get("API_STATEMENT_SECONDS")
     try:
-        return _authorized(request, view)
+        # Kept on the connection: every API request sets the same, at no round trip.
+        with statement_timeout(seconds, keep=True):
+            return _authorized(request, view)
     except (OperationalError, InterfaceError) as down:
+        if is_timeout(down):
+            logger.warning("api: a statement ran out of time: %s", down)
+            message = f"a query took over {seconds:g} s and was stopped; try again later"
+            response = error(503, "timeout", message)
+            response["Retry-After"] = "5"
+            return response
         # The database is away (a restart, a failover): say so, and when to try again.
         logger.warning("api: database error: %s", down)
         response = error(503, "unavailable", "the task store is unavailable; try again")

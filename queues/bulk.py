@@ -48,6 +48,11 @@ WORKER_COMMAND = f"manage.py eqworker --handler queues.bulk.work --queue {BULK_Q
 ACTIONS = ("retry", "delete", "move")
 CHUNK = ops.CHUNK
 CONFLICT_SAMPLE = 20
+# What running a run changes of it (its ID list, read once, never changes).
+PROGRESS = [
+    *("position", "done", "conflicts", "gone", "conflict_sample", "updated"),
+    *("status", "finished", "error"),
+]
 
 
 class AlreadyRunning(Exception):
@@ -75,6 +80,8 @@ class Scope:
             raise ValueError(f"state must be one of {', '.join(TASK_STATES)}")
         if self.min_attempt < 0:
             raise ValueError("min_attempt must not be negative")
+        if self.error_group is not None and "\x00" in self.error_group:
+            raise ValueError("an error group must not contain NUL characters")
 
     @property
     def key(self) -> str:
@@ -254,7 +261,8 @@ def _save_progress(run: BulkRun, read: int, gone: int, result: ops.BulkResult) -
         conflict_sample=sample,
         updated=timezone.now(),
     )
-    run.refresh_from_db()
+    # Not the whole run: its ID list is read once a run, not once a chunk.
+    run.refresh_from_db(fields=PROGRESS)
     return bool(saved)
 
 
@@ -263,7 +271,7 @@ def _end(run: BulkRun, status: str, error: str = "") -> bool:
     ended = BulkRun.objects.filter(pk=run.pk, status=BulkRun.Status.RUNNING).update(
         status=status, finished=timezone.now(), error=error
     )
-    run.refresh_from_db()
+    run.refresh_from_db(fields=PROGRESS)
     return bool(ended)
 
 

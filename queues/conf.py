@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     # The largest API request body: one value of MAX_VALUE_BYTES as base64 (a third
     # larger) and some room.
     "API_MAX_BODY_BYTES": 16 * 1024 * 1024,
+    # Any one query of an API request is stopped after this many seconds (503 with
+    # Retry-After), so that no request holds a server thread and the database for long.
+    "API_STATEMENT_SECONDS": 10.0,
     # An API token, and its user's permissions, are looked up again after this long:
     # revoking a token or taking a role away reaches every process within it.
     "API_TOKEN_CACHE_SECONDS": 5,

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
 from django.db import OperationalError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.http.response import HttpResponseRedirectBase
 from django.shortcuts import render
 from django.template.response import SimpleTemplateResponse
@@ -17,6 +17,25 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from queues import conf
 from queues.entroq.django_backend import is_timeout, statement_timeout
+
+
+class RefuseNulMiddleware:
+    """Answer 400 to a URL whose path or query holds a NUL character.
+
+    No queue name, task ID, filter or token holds one, and PostgreSQL refuses NUL in
+    text: without this, a NUL would reach a query and fail there as a server error.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        fields = [request.path, *(f"{k}{v}" for k, vs in request.GET.lists() for v in vs)]
+        if any("\x00" in field for field in fields):
+            return HttpResponseBadRequest(
+                "NUL characters are not allowed in URLs.\n", content_type="text/plain"
+            )
+        return self.get_response(request)
 
 
 class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):

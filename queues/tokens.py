@@ -44,10 +44,15 @@ class Grant:
 
     @classmethod
     def parse(cls, text: str) -> Grant:
-        """Parse ``PREFIX=ACTION,ACTION`` (``=read`` grants reading every queue)."""
-        prefix, sep, actions = text.partition("=")
+        """Parse ``PREFIX=ACTION,ACTION`` (``=read`` grants reading every queue).
+
+        The actions follow the last ``=``: a prefix may hold one, as queue names may.
+        """
+        prefix, sep, actions = text.rpartition("=")
         if not sep:
             raise ValueError(f"a grant reads PREFIX=ACTION,ACTION (got {text!r})")
+        if "\x00" in prefix:
+            raise ValueError("a grant's prefix must not contain NUL characters")
         wanted = frozenset(a.strip() for a in actions.split(",") if a.strip())
         if not wanted:
             raise ValueError(f"the grant {text!r} names no action")
@@ -106,6 +111,8 @@ def create(user: AbstractBaseUser, name: str, grants: Sequence[Grant]) -> tuple[
     name = name.strip()
     if not name:
         raise ValueError("a token needs a name")
+    if "\x00" in name:
+        raise ValueError("a token's name must not contain NUL characters")
     if not grants:
         raise ValueError("a token needs at least one grant")
     for grant in grants:

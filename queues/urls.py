@@ -1,6 +1,12 @@
-from django.urls import path, register_converter
+from django.urls import converters, path, register_converter
 
 from queues import views
+
+
+class TaskIdConverter(converters.UUIDConverter):
+    """A task's ID: any UUID but the nil one, which EntroQ reads as "none"."""
+
+    regex = "(?!0{8}-0{4}-0{4}-0{4}-0{12})" + converters.UUIDConverter.regex
 
 
 class ActionConverter:
@@ -14,6 +20,7 @@ class ActionConverter:
 
 
 register_converter(ActionConverter, "action")
+register_converter(TaskIdConverter, "task_id")
 
 app_name = "queues"
 
@@ -34,8 +41,8 @@ urlpatterns = [
     path("queue/<path:name>", views.queue, name="queue"),
     path("queue", views.queue, name="queue_named"),
     path("tasks/<action:action>", views.bulk_action, name="bulk"),
-    path("tasks/<uuid:id>", views.task, name="task"),
-    path("tasks/<uuid:id>/value", views.task_value, name="value"),
-    path("tasks/<uuid:id>/edit", views.task_edit, name="edit"),
-    path("tasks/<uuid:id>/<action:action>", views.task_action, name="action"),
+    path("tasks/<task_id:id>", views.task, name="task"),
+    path("tasks/<task_id:id>/value", views.task_value, name="value"),
+    path("tasks/<task_id:id>/edit", views.task_edit, name="edit"),
+    path("tasks/<task_id:id>/<action:action>", views.task_action, name="action"),
 ]

@@ -38,7 +38,7 @@ from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.django_backend import DjangoBackend, is_timeout
 from queues.entroq.errors import ERROR_SUFFIX, default_err_qmap
 from queues.entroq.kinds import MAX_KIND
-from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, check_queue
+from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, as_uuid, check_queue
 from queues.models import ApiToken, AuditEntry, BulkRun
 from queues.service import client
 from queues.templatetags.dashboard import duration, queue_url
@@ -104,6 +104,15 @@ def next_url(request: HttpRequest, default: str) -> str:
 
 def task_url(id: uuid.UUID) -> str:
     return reverse("queues:task", kwargs={"id": id})
+
+
+def task_id(text: str) -> uuid.UUID | None:
+    """Return the task ID ``text`` names, or None if it names none (the nil UUID
+    included: EntroQ reads it as "none")."""
+    try:
+        return as_uuid(text.strip())
+    except ValueError:
+        return None
 
 
 # The queues overview.
@@ -399,9 +408,8 @@ def _search(eq: EntroQ, queue: str, needle: str, request: HttpRequest, limit: in
 
 def _go_to_task(request: HtmxHttpRequest, eq: EntroQ, wanted: str) -> HttpResponse | None:
     """Return a redirect to the task ``wanted`` names, or None (with a message) if none."""
-    try:
-        id = uuid.UUID(wanted)
-    except ValueError:
+    id = task_id(wanted)
+    if id is None:
         messages.warning(request, f"Not a task ID: {wanted}")
         return None
     if not eq.tasks(ids=[id], omit_values=True):
@@ -491,10 +499,10 @@ def task_value(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
 def go(request: HttpRequest) -> HttpResponse:
     """Go to the task whose ID is typed, else to the queues under the typed prefix."""
     text = request.GET.get("q", "").strip()
-    try:
-        return redirect(task_url(uuid.UUID(text)))
-    except ValueError:
-        return redirect(reverse("queues:overview") + "?" + _query(prefix=text))
+    id = task_id(text)
+    if id is not None:
+        return redirect(task_url(id))
+    return redirect(reverse("queues:overview") + "?" + _query(prefix=text))
 
 
 def _query(**params: str) -> str:
@@ -558,10 +566,10 @@ def _items(request: HttpRequest) -> list[TaskID]:
     items = []
     for raw in request.POST.getlist("task"):
         id_text, _, version_text = raw.partition(":")
-        try:
-            items.append(TaskID(uuid.UUID(id_text), int(version_text)))
-        except ValueError:
-            continue  # a garbled box is not a task anyone saw
+        id = task_id(id_text)
+        version = clamp(version_text, -1, -1, 2**31 - 1)
+        if id is not None and version >= 0:  # a garbled box is not a task anyone saw
+            items.append(TaskID(id, version))
     return items
 
 
@@ -748,18 +756,19 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     who = request.GET.get("user", "").strip()
     action = request.GET.get("action", "")
     outcome = request.GET.get("outcome", "")
-    task_id = request.GET.get("task", "").strip()
+    wanted = request.GET.get("task", "").strip()
     if who:
         entries = entries.filter(username=who)
     if action in AUDITED_ACTIONS:
         entries = entries.filter(action=action)
     if outcome in AuditEntry.Outcome.values:
         entries = entries.filter(outcome=outcome)
-    if task_id:
-        try:
-            entries = entries.filter(tasks__icontains=str(uuid.UUID(task_id)))
-        except ValueError:
-            messages.warning(request, f"Not a task ID: {task_id}")
+    if wanted:
+        id = task_id(wanted)
+        if id is None:
+            messages.warning(request, f"Not a task ID: {wanted}")
+        else:
+            entries = entries.filter(tasks__icontains=str(id))
     before = clamp(request.GET.get("before"), 0, 0, 2**62)
     if before:
         entries = entries.filter(id__lt=before)
@@ -770,7 +779,7 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
         "older": page[limit - 1].id if len(page) > limit else None,
         "actions": AUDITED_ACTIONS,
         "outcomes": AuditEntry.Outcome.choices,
-        "filters": {"user": who, "action": action, "outcome": outcome, "task": task_id},
+        "filters": {"user": who, "action": action, "outcome": outcome, "task": wanted},
         "nav": "audit",
     }
     return render_page(request, "queues/audit.html", context, regions=["entries"])
@@ -920,6 +929,8 @@ def bulk_run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         # No worker has saved progress for a while: none runs, or its carrier is gone.
         "stalled": round(idle) if run.status == BulkRun.Status.RUNNING and idle > 30 else 0,
         "worker_command": bulk.WORKER_COMMAND,
+        # As often as the overview may refresh: no more.
+        "refresh": conf.get("DASHBOARD_MIN_REFRESH_SECONDS"),
         "nav": "queues",
     }
     return render_page(request, "queues/bulk_run.html", context, regions=["run"])

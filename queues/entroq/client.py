@@ -65,7 +65,9 @@ def _bound(
         at, id = bound
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an (at, id) pair") from None
-    return aware_utc(at, f"{name} at"), as_uuid(id, f"{name} id")
+    if not isinstance(id, uuid.UUID):  # a position, not a task: the nil UUID is one too
+        id = as_uuid(id, f"{name} id")
+    return aware_utc(at, f"{name} at"), id
 
 
 class EntroQ:

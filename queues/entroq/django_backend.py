@@ -130,29 +130,46 @@ DELETE_ONE = (
 
 # sqlstate of a statement PostgreSQL cancelled at its statement_timeout.
 QUERY_CANCELED = "57014"
+# The timeout ``statement_timeout(keep=True)`` left on each PostgreSQL connection.
+_kept_timeouts: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 # The SQLite progress handler in force on each connection, for nested timeouts.
 _progress_handlers: weakref.WeakKeyDictionary[BaseDatabaseWrapper, Callable[[], bool] | None]
 _progress_handlers = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
-def statement_timeout(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+def statement_timeout(
+    seconds: float, using: str = DEFAULT_DB_ALIAS, *, keep: bool = False
+) -> Iterator[None]:
     """Cancel each statement on ``using`` that runs longer than ``seconds`` meanwhile.
 
     The statement raises ``django.db.OperationalError``, which ``is_timeout`` tells
     apart. On PostgreSQL this is ``statement_timeout`` (put back afterwards: the
     connection outlives the request); SQLite's progress handler does the same.
+
+    ``keep``, on PostgreSQL outside a transaction, leaves the timeout on the connection
+    and sets it only when it is not in force already: for code whose every request
+    sets one (the API), so that a request costs no round trip for it.
     """
     connection = connections[using]
     connection.ensure_connection()
     if connection.vendor == "postgresql":
         from psycopg.pq import TransactionStatus
 
+        setting = f"{max(1, round(seconds * 1000))}ms"
+        raw = connection.connection
+        if keep and not connection.in_atomic_block:
+            if _kept_timeouts.get(raw) != setting:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('statement_timeout', %s, false)", [setting])
+                _kept_timeouts[raw] = setting
+            yield
+            return
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT current_setting('statement_timeout'), "
                 "set_config('statement_timeout', %s, false)",
-                [f"{max(1, round(seconds * 1000))}ms"],
+                [setting],
             )
             previous = cursor.fetchone()[0]
         try:

@@ -18,6 +18,7 @@ from queues import tokens
 from queues.entroq import EntroQ, HTTPBackend, inserting_into
 from queues.service import client
 from tests.conftest import Api
+from tests.helpers import task_table_locked
 
 B64 = base64.b64encode
 T = "2026-01-01T00:00:00Z"
@@ -457,3 +458,26 @@ def test_http_backend_says_a_wrong_url_is_wrong(live_server: LiveServer, api: Ap
     backend = HTTPBackend(live_server.url + "/not/here", token=api.secret)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="an EntroQ server's API"):
         backend.time()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the lock must wait for no test transaction
+def test_a_request_whose_query_runs_out_of_time_is_503(api: Api, settings: Any) -> None:
+    settings.ENTROQ = {**settings.ENTROQ, "API_STATEMENT_SECONDS": 0.2}
+    insert(api, "billing/charge")
+    with task_table_locked():  # as a query over a huge table would
+        answers = [
+            api.get("stats", {"prefix": "billing/"}),
+            api.get("tasks", {"queue": "billing/charge"}),
+            api.post("modify", {"inserts": [{"queue": "billing/charge"}]}),
+            api.post("claim", {"queues": ["billing/charge"]}),
+        ]
+
+    for answer in answers:
+        assert answer.status_code == 503, answer.content
+        assert answer["Retry-After"] == "5"
+        assert answer.json() == {
+            "error": "timeout",
+            "message": "a query took over 0.2 s and was stopped; try again later",
+        }
+    assert api.get("stats").json()["stats"]["billing/charge"]["size"] == 1, "nothing was added"

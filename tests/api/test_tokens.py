@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from io import StringIO
 
 import pytest
@@ -12,6 +13,7 @@ from django.test import Client
 
 from queues import tokens
 from queues.models import ApiToken, AuditEntry
+from tests.conftest import Api
 
 
 @pytest.fixture
@@ -97,3 +99,15 @@ def test_eqtoken_creates_lists_and_revokes() -> None:
         call_command("eqtoken", "create", "--user", "bob", "--name", "x", "--grant", "=read")
     with pytest.raises(CommandError, match="unknown action"):
         call_command("eqtoken", "create", "--user", "alice", "--name", "x", "--grant", "=fly")
+
+
+def test_a_grant_prefix_may_hold_an_equals_sign(make_api: Callable[..., Api]) -> None:
+    grant = tokens.Grant.parse("team=a/=read,insert")
+    api = make_api("team=a/=read,insert")
+    inserted = api.post("modify", {"inserts": [{"queue": "team=a/jobs"}]})
+    elsewhere = api.post("modify", {"inserts": [{"queue": "team=b/jobs"}]})
+
+    assert (grant.prefix, grant.actions) == ("team=a/", frozenset({"read", "insert"}))
+    assert str(grant) == "team=a/=read,insert"
+    assert inserted.status_code == 200
+    assert elsewhere.status_code == 403

@@ -66,3 +66,59 @@ def test_the_retry_action_needs_the_operate_permission(dash: EntroQ) -> None:
     viewer.post("/admin/queues/task/", data)
     assert [t.id for t in dash.tasks("src")] == [original.id]
     assert AuditEntry.objects.get().detail == "from the admin"
+
+
+def viewer_staff() -> Client:
+    """A staff member of EntroQ viewers: stats and metadata, never values."""
+    from django.contrib.auth.models import Group
+
+    user = User.objects.create_user("viewer-staff", is_staff=True)
+    user.groups.add(Group.objects.get(name="EntroQ viewers"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        {"value__contains": b"SECRETS".hex()},
+        {"value__contains": b"SECRETZ".hex()},
+        {"value__startswith": "53"},
+        {"value": "x"},
+        {"value__gt": "x"},
+        {"value__isnull": "0"},
+        {"err__contains": "x"},
+        {"queue__regex": "^a"},
+        {"claimant__isnull": "1"},
+    ],
+)
+def test_the_admin_refuses_lookups_it_does_not_offer(dash: EntroQ, lookup: dict[str, str]) -> None:
+    dash.modify(inserting_into("a", value=b"SECRETS"))
+
+    response = viewer_staff().get("/admin/queues/task/", lookup)
+
+    assert response.status_code == 400
+    assert b"SECRET" not in response.content
+
+
+@pytest.mark.django_db
+def test_the_admin_keeps_its_own_search_and_filters(dash: EntroQ) -> None:
+    [task], _ = dash.modify(inserting_into("billing/charge", value=b"SECRETS"))
+    AuditEntry.objects.create(username="x", action="retry", outcome="done")
+    client = staff("view_task", "view_auditentry")
+
+    by_queue = client.get("/admin/queues/task/", {"q": "billing/"})
+    by_id = client.get("/admin/queues/task/", {"q": str(task.id)})
+    ordered = client.get("/admin/queues/task/", {"o": "2.-1"})
+    filtered = client.get(
+        "/admin/queues/auditentry/", {"action__exact": "retry", "forced__exact": "0"}
+    )
+    by_tasks = client.get("/admin/queues/auditentry/", {"tasks__icontains": "x"})
+
+    assert [r.status_code for r in (by_queue, by_id, ordered, filtered)] == [200] * 4
+    assert str(task.id).encode() in by_queue.content
+    assert str(task.id).encode() in by_id.content
+    assert b"1 audit entry" in filtered.content or b"retry" in filtered.content
+    assert by_tasks.status_code == 400
