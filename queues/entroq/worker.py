@@ -152,6 +152,10 @@ class Worker:
             self._log(task, "dependency error in work, abandoned", started, error)
             self._dependency_error(error)
             return
+        except BackendUnavailable as error:  # the work's own calls met the outage
+            keeper.release(raise_error=False)
+            self._log(task, "store unavailable in work, redelivered later", started, error)
+            raise
         except BaseException:
             keeper.release(raise_error=False)
             raise

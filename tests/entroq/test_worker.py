@@ -381,3 +381,24 @@ def test_the_run_waits_out_an_outage_and_goes_on(
     assert eq.queues() == {}
     assert "store unavailable (connection refused); trying again in 0.05 s" in caplog.text
     assert "trying again in 0.1 s" in caplog.text, "the wait doubles while it lasts"
+
+
+def test_an_outage_met_inside_work_is_waited_out_too(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert(eq)
+    monkeypatch.setattr("queues.entroq.worker.OUTAGE_BACKOFF", 0.05)
+    calls: list[Task] = []
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        calls.append(task)
+        if len(calls) == 1:
+            raise entroq.BackendUnavailable("the store went away mid-task")
+        return [task.as_deletion()]
+
+    # The first claim's 1 s lease lapses, and the task comes back to the same worker.
+    done = eq.new_worker("inbox", lease=1).run(work, max_tasks=2)
+
+    assert done == 2
+    assert [t.id for t in calls] == [calls[0].id] * 2
+    assert eq.queues() == {}
