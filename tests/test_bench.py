@@ -58,6 +58,8 @@ ROWS = {
             "task page",
             "claims view",
             "triage of the error queue",
+            "API stats, by prefix",
+            "API stats, by name",
         )
     ],
 }
