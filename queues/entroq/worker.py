@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Work = Callable[[Task], Sequence[ModifyArg]]
+DependencyHandler = Callable[[DependencyError], None]
+
 # While the store is unavailable a run waits this long, doubling up to the most.
 OUTAGE_BACKOFF = 1.0
 MAX_OUTAGE_BACKOFF = 30.0
-DependencyHandler = Callable[[DependencyError], None]
 
 
 def _err_text(error: BaseException | str) -> str:
@@ -195,16 +196,21 @@ class Worker:
             not self.max_attempts or current.attempt + 1 < self.max_attempts
         ):
             return self._retry(current, _err_text(failure))
-        if failure is None:
-            try:
-                self.client.modify(with_modification(self._rewrite(args, original, current)))
-                return "done"
-            except (TypeError, ValueError) as error:
-                failure = MoveTaskError(f"the work's modification was refused: {error}")
+        if failure is not None:
+            return self._move_or_retry(current, _err_text(failure))
         try:
-            return self._move(current, _err_text(failure))
+            self.client.modify(with_modification(self._rewrite(args, original, current)))
+            return "done"
         except (TypeError, ValueError) as error:
-            retried = self._retry(current, f"{_err_text(failure)} (not moved: {error})")
+            reason = _err_text(f"the work's modification was refused: {error}")
+            return f"{self._move_or_retry(current, reason)} ({reason})"
+
+    def _move_or_retry(self, current: Task, message: str) -> str:
+        """Move ``current`` to its error queue; if that cannot be, retry it later."""
+        try:
+            return self._move(current, message)
+        except (TypeError, ValueError) as error:
+            retried = self._retry(current, f"{message} (not moved: {error})")
             return f"not moved to its error queue ({error}), {retried}"
 
     def _retry(self, current: Task, reason: str) -> str:
