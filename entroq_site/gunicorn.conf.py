@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Read before any worker loads the settings: the workers inherit it.
+os.environ.setdefault("DJANGO_DEBUG", "0")
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"

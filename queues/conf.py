@@ -57,6 +57,11 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_CACHE_SECONDS": 10,
     # When set, /metrics answers only requests with "Authorization: Bearer <it>".
     "METRICS_BEARER_TOKEN": os.environ.get("ENTROQ_METRICS_TOKEN", ""),
+    # Without a token, /metrics (which names every queue) answers anyone only while
+    # debugging, or when this opens it on purpose (for a network of your own).
+    "METRICS_ALLOW_ANONYMOUS": (
+        os.environ.get("ENTROQ_METRICS_ALLOW_ANONYMOUS", "").lower() in {"1", "true", "yes", "on"}
+    ),
 }
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
 from django.db import OperationalError
@@ -109,3 +112,53 @@ class StatementTimeoutMiddleware:
             response["HX-Retarget"] = "#alerts"
             response["HX-Reswap"] = "innerHTML"
         return response
+
+
+# The session's key of the time (seconds since the epoch) of its latest activity.
+LAST_ACTIVITY_KEY = "entroq_last_activity"
+
+
+class IdleSessionMiddleware:
+    """End a logged-in session after ``SESSION_COOKIE_AGE`` seconds without activity.
+
+    Activity is any request of the session but a live refresh: an htmx GET that a
+    region sends for itself (``HX-Trigger`` names its ``HX-Target``), as the queues
+    overview and the claims do every few seconds, and a running bulk run's page every
+    second. A screen left open and unwatched is what the timeout is for, so its
+    refreshes do not keep the session alive; a click, a filter, a page or an action
+    does. Whoever comes back to an ended session is sent to log in again.
+
+    The time of the latest activity is kept in the session and written at most once a
+    minute (each write is a database write). The write also moves the session's
+    expiry, so the database forgets a session that timed out, and the browser its
+    cookie, whatever happens here; the check here still ends a session that some other
+    write kept alive. A session may so end up to a minute before the idle time is over.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session = request.session
+        idle = settings.SESSION_COOKIE_AGE
+        now = time.time()
+        last = session.get(LAST_ACTIVITY_KEY) if SESSION_KEY in session else None
+        if last is not None and now - last > idle:
+            logout(request)  # before the view, which then sees nobody logged in
+        response = self.get_response(request)
+        if SESSION_KEY in session:
+            last = session.get(LAST_ACTIVITY_KEY)
+            if last is None or (not _live_refresh(request) and now - last >= min(60, idle / 10)):
+                session[LAST_ACTIVITY_KEY] = int(now)
+        return response
+
+
+def _live_refresh(request: HttpRequest) -> bool:
+    """Return whether ``request`` is a region of a page reloading itself (htmx)."""
+    trigger = request.headers.get("HX-Trigger")
+    return (
+        request.method == "GET"
+        and request.headers.get("HX-Request") == "true"
+        and trigger is not None
+        and trigger == request.headers.get("HX-Target")
+    )

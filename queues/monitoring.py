@@ -1,10 +1,12 @@
-"""Health and metrics endpoints, for load balancers and Prometheus (no login)."""
+"""Health and metrics endpoints, for load balancers and Prometheus (no login; the
+metrics need their own token)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
@@ -60,13 +62,34 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @login_not_required
 @require_GET
 def prometheus(request: HttpRequest) -> HttpResponse:
-    """Serve the metrics in Prometheus's text format (to the holder of
-    ``METRICS_BEARER_TOKEN``, when one is set: they name every queue)."""
+    """Serve the metrics in Prometheus's text format.
+
+    They name every queue, so with ``METRICS_BEARER_TOKEN`` set they go only to
+    requests with ``Authorization: Bearer <it>``; without one, only while debugging or
+    with ``METRICS_ALLOW_ANONYMOUS``. A refusal says what to configure, and nothing of
+    the queues.
+    """
     expected = conf.get("METRICS_BEARER_TOKEN")
     if expected:
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), expected.encode()):
-            response = HttpResponse("send Authorization: Bearer <metrics token>\n", status=401)
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            sent.strip().encode(), expected.encode()
+        ):
+            response = _refusal(
+                401,
+                "/metrics needs its token: send Authorization: Bearer <ENTROQ_METRICS_TOKEN>.",
+            )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
+    elif not settings.DEBUG and not conf.get("METRICS_ALLOW_ANONYMOUS"):
+        return _refusal(
+            403,
+            "/metrics is closed: it names every queue. Set ENTROQ_METRICS_TOKEN on the "
+            "server and scrape with Authorization: Bearer <it>, or set "
+            "ENTROQ_METRICS_ALLOW_ANONYMOUS=1 to open it to anyone who can reach it.",
+        )
     return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _refusal(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
