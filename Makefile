@@ -88,12 +88,14 @@ lint: install
 # nothing (tests/test_bench.py runs them in make test).
 BENCH_QUICK = $(if $(QUICK),--quick)
 
-## The task lifecycle against raw SQL, worker processes against the peers, then the
-## HTTP API against the in-process client and under load; each on a cluster it starts.
+## The task lifecycle against raw SQL, worker processes against the peers, the HTTP
+## API against the in-process client and under load, then what an API listing of large
+## values costs a server process; each on a cluster it starts.
 bench: install
 	$(PY) bench/lifecycle.py $(BENCH_QUICK) $(BENCH_ARGS)
 	$(PY) bench/workers.py $(BENCH_QUICK) $(WORKERS_ARGS)
 	$(PY) bench/http_api.py $(BENCH_QUICK) $(HTTP_ARGS)
+	$(PY) bench/listing_memory.py $(BENCH_QUICK)
 
 ## The dashboard's pages on 1,000,000 tasks in 1,000 queues (a PostgreSQL cluster it starts).
 bench-dashboard: install

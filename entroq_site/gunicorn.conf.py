@@ -2,9 +2,14 @@
 
 - ``GUNICORN_BIND``: where to listen (``127.0.0.1:8000``).
 - ``WEB_CONCURRENCY``: worker processes (2).
-- ``GUNICORN_THREADS``: threads per process (32). A long-poll claim holds a thread for
-  up to ``API_MAX_WAIT_SECONDS``, so allow one per waiting worker, and a database
-  connection per thread (``DJANGO_CONN_MAX_AGE`` keeps them).
+- ``GUNICORN_THREADS``: threads per process (32), each with a database connection
+  (``DJANGO_CONN_MAX_AGE`` keeps them). A long-poll claim holds a thread for up to
+  ``API_MAX_WAIT_SECONDS``; at most half of a process's threads wait at once
+  (``API_MAX_WAITING_CLAIMS``, see ``queues/waiting.py``), so the rest always answer.
+
+Debugging is off unless ``DJANGO_DEBUG`` says otherwise, whatever application it
+serves, so the settings refuse to load without a strong ``DJANGO_SECRET_KEY`` and
+``DJANGO_ALLOWED_HOSTS``, and gunicorn exits.
 """
 
 import os
@@ -75,3 +80,9 @@ def child_exit(server: Any, worker: Any) -> None:
 def on_exit(server: Any) -> None:
     if os.environ.pop("ENTROQ_OWNS_METRICS_DIR", None):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+# The API bounds waiting claims by the threads a process has (queues.waiting.bounds):
+# tell each worker the number in effect, --threads included.
+def post_fork(server: Any, worker: Any) -> None:
+    os.environ["ENTROQ_SERVER_THREADS"] = str(worker.cfg.threads)

@@ -11,27 +11,32 @@ OpenAPI document at ``/api/v1/openapi.json`` describes it all.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
 import json
 import logging
+import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.db import InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
+from django.db.models.functions import Length
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from queues import conf, metrics, openapi, tokens
+from queues import conf, metrics, openapi, tokens, waiting
 from queues.entroq import (
+    Backend,
     ClaimQuery,
-    ClaimTimeout,
     DependencyError,
     QueuesQuery,
     QueueStat,
+    Task,
     TaskID,
     TasksQuery,
     wire,
@@ -45,6 +50,7 @@ from queues.entroq.tasks import (
     check_queue,
 )
 from queues.models import ApiToken
+from queues.models import Task as TaskRow
 from queues.service import client
 
 logger = logging.getLogger("queues.api")
@@ -155,7 +161,14 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 @endpoint("claim", "POST")
 def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
-    """Claim a task from one of ``queues`` for ``duration`` seconds, waiting up to ``wait``."""
+    """Claim a task from one of ``queues`` for ``duration`` seconds, waiting up to ``wait``.
+
+    Waiting claims are bounded in each process, in all and by token (see
+    :func:`queues.waiting.bounds`), so that they never hold every thread: a claim beyond the
+    bounds is tried at once and, finding nothing, answered 429 with ``Retry-After``.
+    A waiting claim whose client has gone stops waiting, and a task it claimed
+    meanwhile is released.
+    """
     body = _body(request)
     unknown = set(body) - {"queues", "duration", "wait"}
     if unknown:
@@ -174,15 +187,35 @@ def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
     if wait <= 0:
         task = backend.try_claim(query)
     else:
-        metrics.WAITING.inc()
-        try:
-            task = backend.claim(query, timeout=wait)
-        except ClaimTimeout:
-            task = None
-        finally:
-            metrics.WAITING.dec()
+        connection = request.META.get("gunicorn.socket")
+        with waiting.slot(token.claimant) as admitted:
+            if admitted:
+                task, gone = waiting.wait_for_task(backend, query, wait, connection)
+        if not admitted:
+            task = backend.try_claim(query)
+            if task is None:
+                metrics.CLAIMS.labels("refused").inc()
+                return _too_many_waiting()
+        elif gone:
+            if task is not None:
+                waiting.release(backend, task)
+            metrics.CLAIMS.labels("abandoned").inc()
+            return JsonResponse({"task": None})  # nobody is there to read it
     metrics.CLAIMS.labels("claimed" if task else "empty").inc()
     return JsonResponse({"task": None if task is None else wire.encode_task(task)})
+
+
+def _too_many_waiting() -> JsonResponse:
+    per_process, per_token = waiting.bounds()
+    retry = max(1, math.ceil(float(conf.get("API_CLAIM_RETRY_AFTER_SECONDS"))))
+    response = error(
+        429,
+        "too_many_waiting",
+        f"no task now, and this server holds as many waiting claims as it may ({per_process} "
+        f"a process, {per_token} a token): try again after {retry} s",
+    )
+    response["Retry-After"] = str(retry)
+    return response
 
 
 @endpoint("modify", "POST")
@@ -250,7 +283,13 @@ def _authorize(token: ApiToken, mod: Modification) -> None:
 
 @endpoint("tasks", "GET")
 def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
-    """List the tasks of a queue, or look tasks up by ID (only those the token may read)."""
+    """List the tasks of a queue, or look tasks up by ID (only those the token may read).
+
+    An answer carries at most ``API_LIST_VALUE_BYTES`` of values (a task with more
+    comes alone). When more tasks may match, ``next`` holds the parameters that ask
+    for them (``after`` or ``before`` for a queue, ``id`` for a lookup). The sizes of
+    the values come first, so values beyond the budget are not read.
+    """
     get = request.GET
     queue = get.get("queue", "")
     ids = [_any_uuid(raw, f"id[{i}]") for i, raw in enumerate(get.getlist("id"))]
@@ -279,9 +318,154 @@ def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
         before=_bound(get.get("before"), "before"),
         preview=wire.param_int(get.get("preview"), "preview", 0),
     )
-    found = client().backend.tasks(query)
-    readable = [t for t in found if tokens.allows(token, "read", t.queue)]
-    return JsonResponse({"tasks": [wire.encode_task(t) for t in readable]})
+    backend = client().backend
+    # First the tasks without their values, one more than asked for to know whether
+    # there are more; then the values of as many as the budget takes.
+    listed = backend.tasks(
+        dataclasses.replace(query, omit_values=True, limit=0 if ids else query.limit + 1)
+    )
+    more = len(listed) > query.limit and not ids
+    listed = [t for t in listed[: query.limit] if tokens.allows(token, "read", t.queue)]
+    if query.omit_values:
+        answered, covered = [_task_json(t) for t in listed], len(listed)
+    else:
+        budget = int(conf.get("API_LIST_VALUE_BYTES"))
+        answered, covered = _with_values(backend, query, listed, budget, token)
+    rest = listed[covered:]
+    following: dict[str, Any] | None = None
+    if ids and rest:
+        following = {"id": [str(t.id) for t in rest]}
+    elif not ids and covered and (rest or more):
+        last = listed[covered - 1]
+        following = {
+            "before" if query.newest_first else "after": wire.encode_bound(last.at, last.id)
+        }
+    pieces = [b'{"tasks": [']
+    for i, task_json in enumerate(answered):
+        pieces += [b", "] if i else []
+        pieces += task_json
+    # Without "next", the answer is as before byte bounds: complete.
+    pieces.append(
+        b"]}" if following is None else b'], "next": ' + json.dumps(following).encode() + b"}"
+    )
+    return HttpResponse(pieces, content_type="application/json")
+
+
+def _with_values(
+    backend: Backend, query: TasksQuery, listed: list[Task], budget: int, token: ApiToken
+) -> tuple[list[list[bytes]], int]:
+    """Return the JSON of the first tasks of ``listed`` whose values, read anew, fit in
+    ``budget`` bytes (at least one task), and how many of ``listed`` that answers for.
+
+    The sizes of the values come first, from the database, and then the values in
+    batches of about an eighth of the budget. A value read is cut to one byte more than
+    the largest size its batch expects, so a value that grew meanwhile cannot make a
+    batch large either: such a task ends the answer (or, first in it, is read alone).
+    A task gone meanwhile, or no longer matching, is passed over.
+    """
+    sizes = _value_sizes(backend, [t.id for t in listed])
+    planned: list[tuple[Task, int]] = []
+    total = present = 0
+    for candidate in listed:
+        size = sizes.get(candidate.id)
+        if size is not None:  # else gone meanwhile
+            size = min(size, query.preview) if query.preview > 0 else size
+            if present and total + size > budget:
+                break
+            total += size
+            present += 1
+        planned.append((candidate, size or 0))
+    answered: list[list[bytes]] = []
+    used = covered = 0
+    for batch in _fetch_batches(planned, max(budget // 8, 64 * 1024)):
+        # One more byte than expected: a longer value has changed meanwhile.
+        cut = max(size for _, size in batch) + 1
+        cut = min(cut, query.preview) if query.preview > 0 else cut
+        fetched = {
+            t.id: t
+            for t in backend.tasks(
+                dataclasses.replace(
+                    query,
+                    ids=tuple(t.id for t, _ in batch),
+                    limit=0,
+                    after=None,
+                    before=None,
+                    newest_first=False,
+                    preview=cut,
+                )
+            )
+        }
+        for listed_task, _ in batch:
+            task = fetched.pop(listed_task.id, None)
+            if task is not None and len(task.value) >= cut and cut != query.preview:
+                if answered:
+                    return answered, covered  # changed meanwhile: the next page reads it
+                task = _read_alone(backend, query, listed_task)
+            if task is None or not tokens.allows(token, "read", task.queue):
+                covered += 1
+                continue
+            if answered and used + len(task.value) > budget:
+                return answered, covered
+            used += len(task.value)
+            answered.append(_task_json(task))
+            covered += 1
+    return answered, covered
+
+
+def _read_alone(backend: Backend, query: TasksQuery, task: Task) -> Task | None:
+    """Return ``task`` with its whole value (or its preview), if it still matches."""
+    found = backend.tasks(
+        dataclasses.replace(
+            query, ids=(task.id,), limit=0, after=None, before=None, newest_first=False
+        )
+    )
+    return found[0] if found else None
+
+
+def _fetch_batches(planned: list[tuple[Task, int]], most: int) -> Iterator[list[tuple[Task, int]]]:
+    """Split ``planned`` (tasks and the sizes of their values) into runs that each read at
+    most ``most`` bytes, counting every value of a run as long as its longest (a larger
+    value is a run of its own)."""
+    batch: list[tuple[Task, int]] = []
+    longest = 0
+    for task, size in planned:
+        if batch and (len(batch) + 1) * (max(longest, size) + 1) > most:
+            yield batch
+            batch, longest = [], 0
+        batch.append((task, size))
+        longest = max(longest, size)
+    if batch:
+        yield batch
+
+
+def _value_sizes(backend: Backend, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Return the length in bytes of the values of the tasks ``ids`` that exist.
+
+    The database knows a value's length without reading it (PostgreSQL keeps it in
+    the TOAST pointer of a large one).
+    """
+    using = getattr(backend, "using", DEFAULT_DB_ALIAS)
+    sizes: dict[uuid.UUID, int] = {}
+    for start in range(0, len(ids), MAX_LISTED):
+        rows = (
+            TaskRow.objects.using(using)
+            .filter(id__in=ids[start : start + MAX_LISTED])
+            .values_list("id", Length("value"))
+        )
+        sizes.update((task_id, int(size or 0)) for task_id, size in rows)
+    return sizes
+
+
+def _task_json(task: Task) -> list[bytes]:
+    """Return the JSON of ``task`` in pieces, its value (base64) a piece of its own.
+
+    Not ``json.dumps`` of the whole: that would hold the value as base64 text, then as
+    JSON text, then as bytes, all at once.
+    """
+    fields = wire.encode_task(dataclasses.replace(task, value=b""))
+    del fields["value"]
+    head = json.dumps(fields)[:-1].encode()
+    return [head, b', "value": "', base64.b64encode(task.value), b'"}']
 
 
 def _bound(raw: str | None, name: str) -> tuple[datetime, uuid.UUID] | None:

@@ -39,6 +39,19 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_INLINE_VALUE_BYTES": 256 * 1024,
     # The longest an API claim waits for a task before answering "none".
     "API_MAX_WAIT_SECONDS": 30,
+    # Claims one server process holds waiting at once, and of those, claims of one
+    # token. None: half the process's threads (gunicorn's `threads`, which
+    # entroq_site/gunicorn.conf.py passes on as ENTROQ_SERVER_THREADS; 32 when
+    # unknown), and half of that for a token. A claim beyond either is tried at once
+    # and, finding nothing, answered 429 with Retry-After, so waiting claims never
+    # hold every thread.
+    "API_MAX_WAITING_CLAIMS": None,
+    "API_MAX_WAITING_CLAIMS_PER_TOKEN": None,
+    # The Retry-After, in seconds, of a claim answered 429 for those bounds.
+    "API_CLAIM_RETRY_AFTER_SECONDS": 1,
+    # The most value bytes one API listing carries (a task larger than this comes
+    # alone); the answer's "next" says how to ask for the rest.
+    "API_LIST_VALUE_BYTES": 8 * 1024 * 1024,
     # The largest API request body: one value of MAX_VALUE_BYTES as base64 (a third
     # larger) and some room.
     "API_MAX_BODY_BYTES": 16 * 1024 * 1024,

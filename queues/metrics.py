@@ -41,7 +41,11 @@ LATENCY = Histogram(
     registry=REGISTRY,
 )
 CLAIMS = Counter(
-    "entroq_claims", "API claims by outcome: claimed or empty.", ["outcome"], registry=REGISTRY
+    "entroq_claims",
+    "API claims by outcome: claimed, empty, refused (429: too many waiting) or abandoned "
+    "(the client left while it waited).",
+    ["outcome"],
+    registry=REGISTRY,
 )
 MODIFICATIONS = Counter(
     "entroq_modifications",
@@ -52,6 +56,13 @@ MODIFICATIONS = Counter(
 WAITING = Gauge(
     "entroq_api_claims_waiting",
     "API claims waiting for a task now.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+WAITING_BOUND = Gauge(
+    "entroq_api_claims_waiting_max",
+    "API claims that may wait at once (beyond, claims are answered 429), in the processes "
+    "that have served a waiting claim.",
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )

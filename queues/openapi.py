@@ -136,7 +136,8 @@ SCHEMAS: JSON = {
             "wait": {
                 **SECONDS,
                 "description": "seconds to wait for a task (default 0: answer at once); "
-                "the server waits at most API_MAX_WAIT_SECONDS",
+                "the server waits at most API_MAX_WAIT_SECONDS (30 by default), and only "
+                "while it holds fewer waiting claims than its bounds (else: 429)",
             },
         },
         ["queues"],
@@ -207,8 +208,47 @@ def query(
 
 LIMIT = query("limit", COUNT, "at most this many (0: all)")
 TASKS_LIMIT = query(
-    "limit", COUNT, "at most this many (0 or over 1000: 1000; page with after and before)"
+    "limit", COUNT, "at most this many (0 or over 1000: 1000; then go on from next)"
 )
+# Where a listing goes on: the parameters to send again, changed so.
+NEXT: JSON = {
+    "oneOf": [
+        obj({"after": BOUND}, ["after"]),
+        obj({"before": BOUND}, ["before"]),
+        obj({"id": {"type": "array", "items": UUID, "minItems": 1, "maxItems": 100}}, ["id"]),
+    ],
+    "description": "present when more tasks may match: send the same request again with "
+    "these parameters in place of the ones of the same name (after or before for a "
+    "queue's tasks, id for a lookup by ID); absent, the listing is complete",
+}
+TASKS_ANSWER = answer(
+    "Tasks, in order, with at most API_LIST_VALUE_BYTES (8 MiB by default) of values in all "
+    "(base64 makes that a third more); a task with a larger value comes alone",
+    obj({"tasks": {"type": "array", "items": ref("Task")}, "next": NEXT}, ["tasks"]),
+)
+TOO_MANY_WAITING: JSON = {
+    **answer(
+        "No task now, and the server holds as many waiting claims as it may (in this "
+        "process: API_MAX_WAITING_CLAIMS, by default half its threads; for this token: "
+        "API_MAX_WAITING_CLAIMS_PER_TOKEN, by default half of that). Claim again after "
+        "Retry-After",
+        ref("Error"),
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "seconds to wait before claiming again "
+            "(API_CLAIM_RETRY_AFTER_SECONDS, 1 by default)",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
+def with_responses(described: JSON, **responses: JSON) -> JSON:
+    """Return the operation ``described`` with ``responses`` (by status) added."""
+    return {**described, "responses": {**described["responses"], **responses}}
+
+
 QUEUE_FILTERS = [
     query(
         "prefix",
@@ -252,11 +292,20 @@ def document(server: str) -> JSON:
         },
         "paths": {
             "/claim": {
-                "post": operation(
-                    "Claim a task, waiting up to `wait` seconds for one",
-                    answer("The claimed task, or null", ref("Claimed")),
-                    403,
-                    requestBody=body("ClaimRequest"),
+                "post": with_responses(
+                    operation(
+                        "Claim a task, waiting up to `wait` seconds for one",
+                        answer("The claimed task, or null", ref("Claimed")),
+                        403,
+                        requestBody=body("ClaimRequest"),
+                        description="A claim with a wait holds a server thread while it "
+                        "waits, so the server bounds how many wait at once. Beyond the "
+                        "bounds, a claim is tried at once: it gets a task if one is there, "
+                        "and 429 with Retry-After if not. A waiting claim whose client "
+                        "closes its connection stops waiting; a task claimed for it "
+                        "meanwhile is released.",
+                    ),
+                    **{"429": TOO_MANY_WAITING},
                 )
             },
             "/modify": {
@@ -271,14 +320,15 @@ def document(server: str) -> JSON:
             "/tasks": {
                 "get": operation(
                     "List a queue's tasks, or look tasks up by ID",
-                    answer(
-                        "Tasks",
-                        obj({"tasks": {"type": "array", "items": ref("Task")}}, ["tasks"]),
-                    ),
+                    TASKS_ANSWER,
                     403,
+                    description="An answer carries at most API_LIST_VALUE_BYTES of values "
+                    "(8 MiB by default; a larger task comes alone) and at most `limit` "
+                    "tasks; `next` says how to ask for the rest. The server reads no "
+                    "more values than the answer can carry.",
                     parameters=[
                         query("queue", QUEUE, "the queue (or give id)"),
-                        query("id", UUID, "a task ID (repeat; at most 1000)", many=True, most=1000),
+                        query("id", UUID, "a task ID (repeat; at most 100)", many=True, most=100),
                         query("claimant", UUID, "only tasks it holds or that are available"),
                         TASKS_LIMIT,
                         query("omit_values", FLAG, "leave values out"),

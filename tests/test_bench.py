@@ -47,6 +47,10 @@ ROWS = {
         # Once a load run, so twice.
         r"(?s)nothing lost, nothing finished twice.*nothing lost, nothing finished twice",
     ],
+    "listing_memory.py": [
+        rf"^  one GET /api/v1/tasks +{FIGURE} +{FIGURE} +{FIGURE} +{FIGURE} +{FIGURE}$",
+        rf"^  every page, HTTPBackend.tasks +3 +{FIGURE} +{FIGURE} +{FIGURE} +{FIGURE}$",
+    ],
     "dashboard.py": [
         rf"^{page} +{FIGURE} +{FIGURE} +{FIGURE}  200$"
         for page in (

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import random
 import threading
 import time
 import uuid
@@ -38,9 +39,24 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 STOP_CHECK = 0.25
 # IDs a listing sends in one URL (gunicorn refuses request lines over 8 KiB).
 IDS_PER_REQUEST = 100
-# Tasks a listing asks for in one request: with values, and without.
+# Tasks a listing asks for in one request: with values, and without. The server also
+# bounds the value bytes of an answer, and says in "next" where to go on.
 PAGE = 100
 PAGE_WITHOUT_VALUES = 1000
+# A claim the server refused (429: too many claims waiting) is tried again after its
+# Retry-After, stretched by up to this share so that refused clients spread out, and
+# never sooner than BUSY_PAUSE_MIN seconds.
+BUSY_JITTER = 0.5
+BUSY_PAUSE_MIN = 0.5
+BUSY_PAUSE_DEFAULT = 1.0
+
+
+class ServerBusy(BackendUnavailable):
+    """The server answered 429: ask again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class HTTPBackend(Backend):
@@ -110,7 +126,9 @@ class HTTPBackend(Backend):
         """Long-poll for a task: each request waits on the server for up to its limit.
 
         With ``stop``, each poll runs in a helper thread so that a stop ends the claim
-        at once; a task that the abandoned poll still claims is released.
+        at once; a task that the abandoned poll still claims is released. When the
+        server holds as many waiting claims as it may (429), the claim pauses for the
+        server's ``Retry-After`` (a stop ends the pause) before it asks again.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         longest = float(self.whoami().get("max_wait", 30))
@@ -118,7 +136,19 @@ class HTTPBackend(Backend):
             wait = longest
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
-            task = self._claim(query, wait) if stop is None else self._stoppable(query, wait, stop)
+            try:
+                task = (
+                    self._claim(query, wait) if stop is None else self._stoppable(query, wait, stop)
+                )
+            except ServerBusy as busy:
+                task = None
+                pause = busy.retry_after * (1 + BUSY_JITTER * random.random())
+                if deadline is not None:
+                    pause = min(pause, max(0.0, deadline - time.monotonic()))
+                if stop is None:
+                    time.sleep(pause)
+                elif stop.wait(pause):
+                    raise ClaimTimeout("claim stopped") from None
             if task is not None:
                 return task
             if deadline is not None and time.monotonic() >= deadline:
@@ -176,28 +206,47 @@ class HTTPBackend(Backend):
 
     def tasks(self, query: TasksQuery) -> list[Task]:
         """List tasks in pages the server can answer: IDs 100 a request, and a queue's
-        tasks by keyset, 100 (or 1,000 without values) a request."""
+        tasks by keyset, 100 (or 1,000 without values) a request; each page as far as
+        the server's byte bound for values takes it, then on from its ``next``."""
+        found: list[Task] = []
         if query.ids:
-            found: list[Task] = []
             for start in range(0, len(query.ids), IDS_PER_REQUEST):
                 chunk = query.ids[start : start + IDS_PER_REQUEST]
-                found += self._tasks(dataclasses.replace(query, ids=chunk, limit=0))
-            return found[: query.limit] if query.limit > 0 else found
+                while chunk:
+                    batch, following = self._tasks(dataclasses.replace(query, ids=chunk, limit=0))
+                    found += batch
+                    if 0 < query.limit <= len(found):
+                        return found[: query.limit]
+                    rest = tuple(
+                        wire.decode_id(raw, f"next.id[{i}]")
+                        for i, raw in enumerate((following or {}).get("id") or [])
+                    )
+                    # Each page answers for one ID at least; anything else would not end.
+                    chunk = rest if len(rest) < len(chunk) else ()
+            return found
         page = PAGE_WITHOUT_VALUES if query.omit_values else PAGE
-        found = []
         while True:
             want = page if query.limit <= 0 else min(page, query.limit - len(found))
-            batch = self._tasks(dataclasses.replace(query, limit=want))
+            batch, following = self._tasks(dataclasses.replace(query, limit=want))
             found += batch
-            if len(batch) < want or (query.limit > 0 and len(found) >= query.limit):
+            if query.limit > 0 and len(found) >= query.limit:
                 return found
-            last = (batch[-1].at, batch[-1].id)
-            if query.newest_first:
-                query = dataclasses.replace(query, before=last)
-            else:
-                query = dataclasses.replace(query, after=last)
+            if following is None:  # no more, or a server from before byte bounds
+                if len(batch) < want:
+                    return found
+                last = (batch[-1].at, batch[-1].id)
+                following = {"before" if query.newest_first else "after": wire.encode_bound(*last)}
+            if "after" in following:
+                query = dataclasses.replace(
+                    query, after=wire.decode_bound(str(following["after"]), "next.after")
+                )
+            if "before" in following:
+                query = dataclasses.replace(
+                    query, before=wire.decode_bound(str(following["before"]), "next.before")
+                )
 
-    def _tasks(self, query: TasksQuery) -> list[Task]:
+    def _tasks(self, query: TasksQuery) -> tuple[list[Task], dict[str, Any] | None]:
+        """Return one page of tasks, and where the server says the listing goes on."""
         params: dict[str, Any] = {"limit": query.limit, "min_attempt": query.min_attempt}
         if query.queue:
             params["queue"] = query.queue
@@ -217,7 +266,10 @@ class HTTPBackend(Backend):
             if bound is not None:
                 params[name] = wire.encode_bound(*bound)
         answer = self._call("GET", "/tasks", params=params)
-        return [wire.decode_task(t, "tasks") for t in answer["tasks"]]
+        following = answer.get("next")
+        if following is not None and not isinstance(following, dict):
+            raise BackendUnavailable(f"GET {self.base_url}/tasks: next is not an object")
+        return [wire.decode_task(t, "tasks") for t in answer["tasks"]], following
 
     def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
         answer = self._call("GET", "/stats", params=_queue_params(query))
@@ -310,7 +362,19 @@ def _answer(method: str, url: str, response: urllib3.BaseHTTPResponse) -> Any:
         raise ValueError(f"{where} {message} (is {url} an EntroQ server's API?)".strip())
     if response.status in (401, 403):
         raise PermissionError(f"{where} {message}".strip())
+    if response.status == 429:
+        raise ServerBusy(f"{where} {message}".strip(), _retry_after(response))
     raise BackendUnavailable(f"{where} {message}".strip())
+
+
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
+    """Return the pause a ``Retry-After`` asks for, in seconds (bounded; an HTTP date, or
+    no header, counts as the default)."""
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        seconds = BUSY_PAUSE_DEFAULT
+    return min(max(seconds, BUSY_PAUSE_MIN), 60.0) if seconds == seconds else BUSY_PAUSE_DEFAULT
 
 
 def _released(task: Task) -> TaskChange:
