@@ -409,6 +409,12 @@ def test_a_token_learns_nothing_of_queues_it_has_no_grant_for(
     reader = make_api("secret/=read")
     refused = reader.post("modify", {"deletes": [{"id": payroll["id"], "version": 0}]})
     assert refused.status_code == 403, "a queue the token sees: the missing grant is named"
+    # What it can learn, as the README says: that the ID is taken, not where.
+    taken = outsider.post("modify", {"inserts": [{"queue": "jobs/x", "id": payroll["id"]}]})
+    assert taken.status_code == 409
+    assert taken.json()["inserts"] == [{"id": payroll["id"], "version": 0}]
+    assert "secret" not in taken.content.decode()
+    assert outsider.get("tasks", {"id": payroll["id"]}).json()["tasks"] == []
 
 
 def test_a_stale_reference_is_409_with_every_problem_before_the_store(api: Api) -> None:

@@ -466,12 +466,13 @@ def test_a_dropped_connection_is_replaced_on_the_next_call(eq: EntroQ) -> None:
     def in_a_thread() -> None:
         client = EntroQ(eq.backend)
         try:
-            for name, call in [
+            calls: list[tuple[str, Callable[[], object]]] = [
                 ("claim", lambda: client.try_claim("q")),
                 ("list", lambda: client.tasks("q")),
                 ("modify", lambda: client.modify(entroq.inserting_into("q"))),
                 ("delete", lambda: client.modify(client.tasks("q")[0].as_deletion())),
-            ]:
+            ]
+            for name, call in calls:
                 call()  # on a connection of this thread's own
                 _drop_this_threads_connection()
                 with pytest.raises(entroq.BackendUnavailable):
