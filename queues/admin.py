@@ -47,7 +47,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 offered.add(item.parameter_name)
             else:
                 offered.add(item[0] if isinstance(item, list | tuple) else item)
-        return lookup.split(LOOKUP_SEP, 1)[0] in offered - {None}
+        first = lookup.split(LOOKUP_SEP, 1)[0]
+        return first in offered - {None} and super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

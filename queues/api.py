@@ -11,32 +11,26 @@ OpenAPI document at ``/api/v1/openapi.json`` describes it all.
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import functools
-import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
-from django.db.models.functions import Length
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from queues import conf, metrics, openapi, tokens, waiting
+from queues import conf, listing, metrics, openapi, tokens, waiting
 from queues.entroq import (
-    Backend,
     ClaimQuery,
     DependencyError,
     QueuesQuery,
     QueueStat,
-    Task,
     TaskID,
     TasksQuery,
     wire,
@@ -48,9 +42,9 @@ from queues.entroq.tasks import (
     MAX_QUEUE_LENGTH,
     TASK_STATES,
     check_queue,
+    parse_json,
 )
 from queues.models import ApiToken
-from queues.models import Task as TaskRow
 from queues.service import client
 
 logger = logging.getLogger("queues.api")
@@ -95,8 +89,7 @@ def _answer(request: HttpRequest, view: View, method: str) -> HttpResponse:
         return response
     seconds = conf.get("API_STATEMENT_SECONDS")
     try:
-        # Kept on the connection: every API request sets the same, at no round trip.
-        with statement_timeout(seconds, keep=True):
+        with statement_timeout(seconds):
             return _authorized(request, view)
     except (OperationalError, InterfaceError) as down:
         if is_timeout(down):
@@ -146,11 +139,9 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     # request.read(), not request.body: the API has its own size limit, checked above.
     raw = request.read()
     try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("the body is not JSON") from None
-    except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
+        body = parse_json(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the body is not JSON ({error})") from None
     if not isinstance(body, dict):
         raise ValueError("body: expected a JSON object")
     return body
@@ -238,7 +229,12 @@ def modify(request: HttpRequest, token: ApiToken) -> HttpResponse:
     return JsonResponse(
         {
             "inserted": [wire.encode_task(t) for t in inserted],
-            "changed": [wire.encode_task(t) for t in changed],
+            # A change that kept the value is answered without it: the client has it,
+            # and the answer stays as small as the request.
+            "changed": [
+                {**wire.encode_task(t), "value": None} if c.value is None else wire.encode_task(t)
+                for t, c in zip(changed, mod.changes, strict=True)
+            ],
         }
     )
 
@@ -318,154 +314,13 @@ def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
         before=_bound(get.get("before"), "before"),
         preview=wire.param_int(get.get("preview"), "preview", 0),
     )
-    backend = client().backend
-    # First the tasks without their values, one more than asked for to know whether
-    # there are more; then the values of as many as the budget takes.
-    listed = backend.tasks(
-        dataclasses.replace(query, omit_values=True, limit=0 if ids else query.limit + 1)
-    )
-    more = len(listed) > query.limit and not ids
-    listed = [t for t in listed[: query.limit] if tokens.allows(token, "read", t.queue)]
-    if query.omit_values:
-        answered, covered = [_task_json(t) for t in listed], len(listed)
-    else:
-        budget = int(conf.get("API_LIST_VALUE_BYTES"))
-        answered, covered = _with_values(backend, query, listed, budget, token)
-    rest = listed[covered:]
-    following: dict[str, Any] | None = None
-    if ids and rest:
-        following = {"id": [str(t.id) for t in rest]}
-    elif not ids and covered and (rest or more):
-        last = listed[covered - 1]
-        following = {
-            "before" if query.newest_first else "after": wire.encode_bound(last.at, last.id)
-        }
-    pieces = [b'{"tasks": [']
-    for i, task_json in enumerate(answered):
-        pieces += [b", "] if i else []
-        pieces += task_json
-    # Without "next", the answer is as before byte bounds: complete.
-    pieces.append(
-        b"]}" if following is None else b'], "next": ' + json.dumps(following).encode() + b"}"
+    pieces = listing.answer(
+        client().backend,
+        query,
+        lambda queue: tokens.allows(token, "read", queue),
+        int(conf.get("API_LIST_VALUE_BYTES")),
     )
     return HttpResponse(pieces, content_type="application/json")
-
-
-def _with_values(
-    backend: Backend, query: TasksQuery, listed: list[Task], budget: int, token: ApiToken
-) -> tuple[list[list[bytes]], int]:
-    """Return the JSON of the first tasks of ``listed`` whose values, read anew, fit in
-    ``budget`` bytes (at least one task), and how many of ``listed`` that answers for.
-
-    The sizes of the values come first, from the database, and then the values in
-    batches of about an eighth of the budget. A value read is cut to one byte more than
-    the largest size its batch expects, so a value that grew meanwhile cannot make a
-    batch large either: such a task ends the answer (or, first in it, is read alone).
-    A task gone meanwhile, or no longer matching, is passed over.
-    """
-    sizes = _value_sizes(backend, [t.id for t in listed])
-    planned: list[tuple[Task, int]] = []
-    total = present = 0
-    for candidate in listed:
-        size = sizes.get(candidate.id)
-        if size is not None:  # else gone meanwhile
-            size = min(size, query.preview) if query.preview > 0 else size
-            if present and total + size > budget:
-                break
-            total += size
-            present += 1
-        planned.append((candidate, size or 0))
-    answered: list[list[bytes]] = []
-    used = covered = 0
-    for batch in _fetch_batches(planned, max(budget // 8, 64 * 1024)):
-        # One more byte than expected: a longer value has changed meanwhile.
-        cut = max(size for _, size in batch) + 1
-        cut = min(cut, query.preview) if query.preview > 0 else cut
-        fetched = {
-            t.id: t
-            for t in backend.tasks(
-                dataclasses.replace(
-                    query,
-                    ids=tuple(t.id for t, _ in batch),
-                    limit=0,
-                    after=None,
-                    before=None,
-                    newest_first=False,
-                    preview=cut,
-                )
-            )
-        }
-        for listed_task, _ in batch:
-            task = fetched.pop(listed_task.id, None)
-            if task is not None and len(task.value) >= cut and cut != query.preview:
-                if answered:
-                    return answered, covered  # changed meanwhile: the next page reads it
-                task = _read_alone(backend, query, listed_task)
-            if task is None or not tokens.allows(token, "read", task.queue):
-                covered += 1
-                continue
-            if answered and used + len(task.value) > budget:
-                return answered, covered
-            used += len(task.value)
-            answered.append(_task_json(task))
-            covered += 1
-    return answered, covered
-
-
-def _read_alone(backend: Backend, query: TasksQuery, task: Task) -> Task | None:
-    """Return ``task`` with its whole value (or its preview), if it still matches."""
-    found = backend.tasks(
-        dataclasses.replace(
-            query, ids=(task.id,), limit=0, after=None, before=None, newest_first=False
-        )
-    )
-    return found[0] if found else None
-
-
-def _fetch_batches(planned: list[tuple[Task, int]], most: int) -> Iterator[list[tuple[Task, int]]]:
-    """Split ``planned`` (tasks and the sizes of their values) into runs that each read at
-    most ``most`` bytes, counting every value of a run as long as its longest (a larger
-    value is a run of its own)."""
-    batch: list[tuple[Task, int]] = []
-    longest = 0
-    for task, size in planned:
-        if batch and (len(batch) + 1) * (max(longest, size) + 1) > most:
-            yield batch
-            batch, longest = [], 0
-        batch.append((task, size))
-        longest = max(longest, size)
-    if batch:
-        yield batch
-
-
-def _value_sizes(backend: Backend, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Return the length in bytes of the values of the tasks ``ids`` that exist.
-
-    The database knows a value's length without reading it (PostgreSQL keeps it in
-    the TOAST pointer of a large one).
-    """
-    using = getattr(backend, "using", DEFAULT_DB_ALIAS)
-    sizes: dict[uuid.UUID, int] = {}
-    for start in range(0, len(ids), MAX_LISTED):
-        rows = (
-            TaskRow.objects.using(using)
-            .filter(id__in=ids[start : start + MAX_LISTED])
-            .values_list("id", Length("value"))
-        )
-        sizes.update((task_id, int(size or 0)) for task_id, size in rows)
-    return sizes
-
-
-def _task_json(task: Task) -> list[bytes]:
-    """Return the JSON of ``task`` in pieces, its value (base64) a piece of its own.
-
-    Not ``json.dumps`` of the whole: that would hold the value as base64 text, then as
-    JSON text, then as bytes, all at once.
-    """
-    fields = wire.encode_task(dataclasses.replace(task, value=b""))
-    del fields["value"]
-    head = json.dumps(fields)[:-1].encode()
-    return [head, b', "value": "', base64.b64encode(task.value), b'"}']
 
 
 def _bound(raw: str | None, name: str) -> tuple[datetime, uuid.UUID] | None:

@@ -37,3 +37,4 @@ class QueuesConfig(AppConfig):
         # After Django's own handler has created the permissions.
         post_migrate.connect(create_roles, sender=self)
         checks.register(conf.check_settings, "entroq")
+        checks.register(conf.check_client_addresses, "entroq")

@@ -97,3 +97,22 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         )
         for name in unknown
     ]
+
+
+def check_client_addresses(**kwargs: Any) -> list[CheckMessage]:
+    """Warn when the site sits behind a proxy (``SECURE_PROXY_SSL_HEADER``, set by
+    ``DJANGO_HTTPS``) and trusts none of them to name clients: the login throttle then
+    counts every client as the proxy, and a few failed logins lock logging in for all."""
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None) and not getattr(
+        settings, "TRUSTED_PROXY_COUNT", 0
+    ):
+        return [
+            Warning(
+                "Behind a proxy, every client has the proxy's address, so the login "
+                "throttle counts everyone's failures as one address's.",
+                hint="Set DJANGO_TRUSTED_PROXY_COUNT to the number of proxies in front "
+                "that append the client's address to X-Forwarded-For.",
+                id="queues.W002",
+            )
+        ]
+    return []

@@ -123,10 +123,10 @@ class IdleSessionMiddleware:
 
     Activity is any request of the session but a live refresh: an htmx GET that a
     region sends for itself (``HX-Trigger`` names its ``HX-Target``), as the queues
-    overview and the claims do every few seconds, and a running bulk run's page every
-    second. A screen left open and unwatched is what the timeout is for, so its
-    refreshes do not keep the session alive; a click, a filter, a page or an action
-    does. Whoever comes back to an ended session is sent to log in again.
+    overview and the claims do every few seconds, and a running bulk run's page as
+    often as the overview may. A screen left open and unwatched is what the timeout is
+    for, so its refreshes do not keep the session alive; a click, a filter, a page or an
+    action does. Whoever comes back to an ended session is sent to log in again.
 
     The time of the latest activity is kept in the session and written at most once a
     minute (each write is a database write). The write also moves the session's

@@ -77,6 +77,7 @@ TASK: JSON = {
 
 SCHEMAS: JSON = {
     "Task": obj(TASK, list(TASK)),
+    "ChangedTask": obj({**TASK, "value": {"oneOf": [VALUE, {"type": "null"}]}}, list(TASK)),
     "TaskID": obj({"id": TASK_ID, "version": VERSION}, ["id", "version"]),
     "Insert": obj(
         {
@@ -125,7 +126,12 @@ SCHEMAS: JSON = {
     "Modified": obj(
         {
             "inserted": {"type": "array", "items": ref("Task")},
-            "changed": {"type": "array", "items": ref("Task")},
+            "changed": {
+                "type": "array",
+                "items": ref("ChangedTask"),
+                "description": "in the order of the changes; a change that kept the value "
+                "is answered with a null value (the client has it)",
+            },
         },
         ["inserted", "changed"],
     ),

@@ -31,6 +31,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from queues import entroq
+from queues.entroq.tasks import parse_json
 
 DONE, ERR = "/done", "/err"
 
@@ -88,7 +89,7 @@ class EntroQBackend(BaseTaskBackend):
         if not stored.queue.startswith(self.prefix):
             raise TaskResultDoesNotExist(result_id)
         try:
-            payload = json.loads(stored.value)
+            payload = parse_json(stored.value)
             task = import_string(payload["task"])
         except (ValueError, KeyError, TypeError, ImportError) as error:
             raise TaskResultDoesNotExist(f"{result_id}: not a task result ({error})") from error
@@ -135,7 +136,7 @@ class EntroQBackend(BaseTaskBackend):
     def run(self, stored: entroq.Task) -> list[entroq.ModifyArg]:
         """Run the task call in ``stored`` and return the move that records the outcome."""
         try:
-            payload = json.loads(stored.value)
+            payload = parse_json(stored.value)
             task = import_string(payload["task"])
             if not isinstance(task, DjangoTask):
                 raise TypeError(f"{payload['task']} is not a task")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from queues.entroq.tasks import parse_json
+
 # A hex dump is four times the size of its bytes; this many is enough to recognise one.
 HEX_DUMP_BYTES = 16 * 1024
 PREVIEW_CHARS = 80
@@ -38,10 +40,11 @@ def show(value: bytes, inline_limit: int) -> ShownValue:
     except UnicodeDecodeError:
         return ShownValue(size, "binary", hex_dump(value[:HEX_DUMP_BYTES]), size > HEX_DUMP_BYTES)
     try:
-        parsed = json.loads(text)
-    except ValueError:
+        parsed = parse_json(text)
+        pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or too deep to print as such
         return ShownValue(size, "text", text)
-    return ShownValue(size, "json", json.dumps(parsed, indent=2, ensure_ascii=False))
+    return ShownValue(size, "json", pretty)
 
 
 def hex_dump(data: bytes) -> str:

@@ -11,7 +11,6 @@ page it came from, which htmx follows and swaps in.
 from __future__ import annotations
 
 import difflib
-import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
 from queues.entroq.django_backend import DjangoBackend, is_timeout
 from queues.entroq.errors import ERROR_SUFFIX, default_err_qmap
 from queues.entroq.kinds import MAX_KIND
-from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, as_uuid, check_queue
+from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, as_uuid, check_queue, parse_json
 from queues.models import ApiToken, AuditEntry, BulkRun
 from queues.service import client
 from queues.templatetags.dashboard import duration, queue_url
@@ -727,7 +726,7 @@ def task_edit(request: HtmxHttpRequest, id: uuid.UUID) -> HttpResponse:
 def _invalid_value(text: str, format: str, limit: int) -> str:
     if format == "json":
         try:
-            json.loads(text)
+            parse_json(text)
         except ValueError as error:
             return f"Not valid JSON: {error}."
     size = len(text.encode())

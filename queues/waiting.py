@@ -126,7 +126,7 @@ class _Hangups:
     one thread, and set the event of each whose client has gone.
 
     One thread for them all, rather than a look from each claim's thread: a waiting
-    claim sleeps in the backend until it is woken or stopped.
+    claim sleeps in the backend, looking only at its stop event, which this sets.
     """
 
     def __init__(self) -> None:

@@ -63,6 +63,17 @@ def test_an_unknown_entroq_setting_is_named(settings: Settings) -> None:
     ]
 
 
+def test_a_proxy_that_names_no_client_is_warned_of(settings: Settings) -> None:
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.TRUSTED_PROXY_COUNT = 0
+    warned = [w.id for w in checks.run_checks(tags=["entroq"])]
+    settings.TRUSTED_PROXY_COUNT = 1
+    trusted = [w.id for w in checks.run_checks(tags=["entroq"])]
+
+    assert "queues.W002" in warned
+    assert "queues.W002" not in trusted
+
+
 # Production entry points: debugging off unless asked for, and no start on weak secrets.
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")

@@ -11,6 +11,7 @@ on SQLite, which runs inside this process, the host's clock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -130,46 +131,29 @@ DELETE_ONE = (
 
 # sqlstate of a statement PostgreSQL cancelled at its statement_timeout.
 QUERY_CANCELED = "57014"
-# The timeout ``statement_timeout(keep=True)`` left on each PostgreSQL connection.
-_kept_timeouts: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 # The SQLite progress handler in force on each connection, for nested timeouts.
 _progress_handlers: weakref.WeakKeyDictionary[BaseDatabaseWrapper, Callable[[], bool] | None]
 _progress_handlers = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
-def statement_timeout(
-    seconds: float, using: str = DEFAULT_DB_ALIAS, *, keep: bool = False
-) -> Iterator[None]:
+def statement_timeout(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """Cancel each statement on ``using`` that runs longer than ``seconds`` meanwhile.
 
     The statement raises ``django.db.OperationalError``, which ``is_timeout`` tells
     apart. On PostgreSQL this is ``statement_timeout`` (put back afterwards: the
     connection outlives the request); SQLite's progress handler does the same.
-
-    ``keep``, on PostgreSQL outside a transaction, leaves the timeout on the connection
-    and sets it only when it is not in force already: for code whose every request
-    sets one (the API), so that a request costs no round trip for it.
     """
     connection = connections[using]
     connection.ensure_connection()
     if connection.vendor == "postgresql":
         from psycopg.pq import TransactionStatus
 
-        setting = f"{max(1, round(seconds * 1000))}ms"
-        raw = connection.connection
-        if keep and not connection.in_atomic_block:
-            if _kept_timeouts.get(raw) != setting:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('statement_timeout', %s, false)", [setting])
-                _kept_timeouts[raw] = setting
-            yield
-            return
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT current_setting('statement_timeout'), "
                 "set_config('statement_timeout', %s, false)",
-                [setting],
+                [f"{max(1, round(seconds * 1000))}ms"],
             )
             previous = cursor.fetchone()[0]
         try:
@@ -229,17 +213,22 @@ class DatabaseUnavailable(BackendUnavailable, OperationalError):
     """
 
 
-# sqlstates of a session the server ended (an administrator, a crash, a restart).
-SESSION_ENDED_SQLSTATES = {"57P01", "57P02", "57P03"}
+# What says the database cannot be used now, rather than that a statement is wrong:
+# connection exceptions and insufficient resources (disk, memory, connections) by
+# class; a session the server ended (an administrator, a crash, a restart), a server
+# that went read-only (a failover), and conflicts that retries did not get past.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "25006", "40001", "40P01"}
 
 
 def _is_outage(error: Error) -> bool:
     """Return whether ``error`` says the database cannot be used now, rather than that
     a statement failed.
 
-    PostgreSQL: a connection exception (class 08), a session the server ended, or a
-    failure with no sqlstate at all (the connection broke, or never opened: every
-    error the server reports has one). SQLite: busy or locked past its busy timeout.
+    PostgreSQL: a sqlstate of ``UNAVAILABLE_SQLSTATE_CLASSES`` or
+    ``UNAVAILABLE_SQLSTATES``, or none at all (the connection broke, or never opened:
+    every error the server reports has one). SQLite: busy or locked past its busy
+    timeout.
     """
     if isinstance(error, InterfaceError):
         return True
@@ -249,7 +238,11 @@ def _is_outage(error: Error) -> bool:
             ("SQLITE_BUSY", "SQLITE_LOCKED")
         )
     sqlstate = getattr(cause, "sqlstate", None)
-    return sqlstate is None or sqlstate.startswith("08") or sqlstate in SESSION_ENDED_SQLSTATES
+    return (
+        sqlstate is None
+        or sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES)
+        or sqlstate in UNAVAILABLE_SQLSTATES
+    )
 
 
 def _reconnecting[**P, R](
@@ -922,14 +915,16 @@ class DjangoBackend(Backend):
             fields.update(err=change.err, err_kind=error_kind(change.err))
         given = {column: new for column, new in fields.items() if new is not None}
         params.update(given)
+        known = change.answered_value()
         rows = self._execute(
             f"UPDATE {TASK_TABLE} SET version = version + 1, "
             + "".join(f"{column} = %({column})s, " for column in given)
             + "at = %(at)s, claimant = %(claimant)s, modified = %(now)s "
-            f"WHERE id = %(id)s RETURNING {COLUMNS}",
+            f"WHERE id = %(id)s RETURNING {COLUMNS if known is None else COLUMNS_NO_VALUE}",
             params,
         )
-        return dialect.row_to_task(rows[0])
+        changed = dialect.row_to_task(rows[0])
+        return changed if known is None else dataclasses.replace(changed, value=known)
 
     def _insert(self, mod: Modification, now: Any) -> list[Task]:
         if not mod.inserts:

@@ -19,6 +19,7 @@ from .tasks import (
     check_attempt,
     check_err,
     check_queue,
+    parse_json,
 )
 
 NIL_UUID = uuid.UUID(int=0)
@@ -165,7 +166,7 @@ class ErrorTaskValue:
     def from_json(cls, data: bytes | str) -> ErrorTaskValue:
         """Parse the JSON that ``to_json`` (or Go's EntroQ) writes; ``ValueError`` if not."""
         try:
-            parsed = json.loads(data)
+            parsed = parse_json(data)
             return cls(task=task_from_json_dict(parsed["task"]), err=str(parsed.get("err", "")))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an ErrorTaskValue: {exc}") from exc

@@ -103,16 +103,24 @@ class LeaseKeeper:
                     tasks = self._as_held(tasks)
 
     def _as_held(self, tasks: list[Task]) -> list[Task]:
-        """Return ``tasks`` at the versions the store has, where this claimant still
-        holds them at the version sent or later (its renewal went through)."""
+        """Return ``tasks`` at the versions the store has where the renewal sent went
+        through: held by this claimant one version on, and claimed no more often.
+
+        A claim since (by another worker of the same claimant ID: the threads of one
+        process, the holders of one API token) counts one more claim: that task is left
+        as it was, and the renewal reports it lost.
+        """
         stored = {t.id: t for t in self.client.tasks(ids=[t.id for t in tasks], omit_values=True)}
         held = []
         for task in tasks:
             now = stored.get(task.id)
-            if now is None or now.claimant != self.client.id or now.version <= task.version:
-                held.append(task)  # as it was: the renewal will say what became of it
-            else:  # renewals never change the value, which the listing left out
-                held.append(dataclasses.replace(now, value=task.value))
+            renewed = (
+                now is not None
+                and now.claimant == self.client.id
+                and (now.version, now.claims) == (task.version + 1, task.claims)
+            )
+            # Renewals never change the value, which the listing left out.
+            held.append(dataclasses.replace(now, value=task.value) if renewed and now else task)
         return held
 
     def _run(self) -> None:

@@ -101,7 +101,8 @@ class MemoryBackend(Backend):
                     modified=now,
                 )
                 self._put(task)
-                changed.append(task)
+                known = change.answered_value()
+                changed.append(task if known is None else dataclasses.replace(task, value=known))
             inserted = []
             for data in mod.inserts:
                 task = inserted_task(data, mod.claimant, now)

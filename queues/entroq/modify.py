@@ -33,6 +33,11 @@ class TaskChange:
     send it back), ``attempt`` and ``err``. The task arrives at ``at``, or
     ``arrival_in`` seconds after the store's clock when the change is applied, or, with
     neither, now by the store's clock: a plain change releases the task.
+
+    ``known_value``, when the change keeps the value, is the value of the task the change
+    was made from: the changed task comes back with it, so that the store neither reads
+    nor sends the stored one (a renewal of a large task costs no more than of a small
+    one). It is the stored value, unless that task was listed without values.
     """
 
     id: uuid.UUID
@@ -43,6 +48,7 @@ class TaskChange:
     attempt: int | None = None
     err: str | None = None
     arrival_in: float | None = None
+    known_value: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.at is not None and self.arrival_in is not None:
@@ -53,9 +59,18 @@ class TaskChange:
 
     def arrival(self, now: datetime) -> datetime:
         """Return when the changed task arrives, if the store's clock reads ``now``."""
-        if self.at is not None:
-            return self.at
-        return now if self.arrival_in is None else now + timedelta(seconds=self.arrival_in)
+        return arrival(self.at, self.arrival_in, now)
+
+    def answered_value(self) -> bytes | None:
+        """Return the value the changed task comes back with, if known without the store."""
+        return self.known_value if self.value is None else self.value
+
+
+def arrival(at: datetime | None, arrival_in: float | None, now: datetime) -> datetime:
+    """Return when a task arrives: at ``at``, else ``arrival_in`` after ``now``, else now."""
+    if at is not None:
+        return at
+    return now if arrival_in is None else now + timedelta(seconds=arrival_in)
 
 
 @dataclass
@@ -134,14 +149,11 @@ def inserted_task(data: TaskData, claimant: uuid.UUID | None, now: datetime) -> 
     inserter is the claimant (so a task inserted into the future is held by it until it
     arrives).
     """
-    at = data.at or now
-    if data.arrival_in is not None:
-        at = now + timedelta(seconds=data.arrival_in)
     return Task(
         queue=data.queue,
         id=data.id or uuid.uuid4(),
         version=0,
-        at=at,
+        at=arrival(data.at, data.arrival_in, now),
         claimant=claimant,
         claims=0,
         value=data.value,
@@ -219,6 +231,7 @@ def changing(
         version=task.version,
         queue=None if queue is _UNSET else check_queue(queue),
         value=None if value is _UNSET else check_value(value),
+        known_value=task.value if value is _UNSET else None,
         at=None if at is _UNSET or at is None else aware_utc(at),
         arrival_in=None if arrival_in is _UNSET else seconds(arrival_in, "arrival_in"),
         attempt=None if attempt is _UNSET else check_attempt(attempt),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -83,6 +84,15 @@ def check_queue(queue: Any, name: str = "queue") -> str:
     if "\x00" in queue:
         raise ValueError(f"{name} must not contain NUL characters")
     return queue
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Return what the JSON ``data`` holds; ``ValueError`` if it is not JSON, or is nested
+    too deeply for this process (where Python's parser raises ``RecursionError``)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def check_value(value: Any) -> bytes:

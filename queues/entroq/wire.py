@@ -183,9 +183,12 @@ TASK_FIELDS = frozenset(
 )
 
 
-def decode_task(raw: Any, name: str = "task") -> Task:
+def decode_task(raw: Any, name: str = "task", *, known_value: bytes | None = None) -> Task:
+    """Return the task ``raw`` describes; ``known_value`` stands for a null value (a
+    changed task whose change kept it: the client has it)."""
     data = _object(raw, name, TASK_FIELDS, TASK_FIELDS)
     claimant = data["claimant"]
+    value = data["value"]
     return Task(
         queue=_str(data["queue"], f"{name}.queue"),
         id=decode_id(data["id"], f"{name}.id"),
@@ -193,7 +196,11 @@ def decode_task(raw: Any, name: str = "task") -> Task:
         at=decode_time(data["at"], f"{name}.at"),
         claimant=None if claimant is None else decode_id(claimant, f"{name}.claimant"),
         claims=_int(data["claims"], f"{name}.claims"),
-        value=decode_value(data["value"], f"{name}.value"),
+        value=(
+            known_value
+            if value is None and known_value is not None
+            else decode_value(value, f"{name}.value")
+        ),
         created=decode_time(data["created"], f"{name}.created"),
         modified=decode_time(data["modified"], f"{name}.modified"),
         attempt=_int(data["attempt"], f"{name}.attempt"),
@@ -313,6 +320,8 @@ def decode_modification(raw: Any, claimant: uuid.UUID | None) -> Modification:
                 version=_int(data["version"], f"{name}.version"),
                 queue=None if queue is None else _checked(check_queue, queue, f"{name}.queue"),
                 value=None if value is None else decode_value(value, f"{name}.value"),
+                # The client has the value a change keeps: it is answered as null.
+                known_value=b"" if value is None else None,
                 at=at,
                 arrival_in=arrival_in,
                 attempt=None if attempt is None else _int(attempt, f"{name}.attempt"),

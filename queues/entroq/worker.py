@@ -96,9 +96,9 @@ class Worker:
         ``MoveTaskError`` moves the task to its error queue, ``RetryTaskError`` puts it
         back for later (moving it once ``max_attempts`` is reached). A lost lease or a
         ``DependencyError`` (from ``work`` or from its modifications) abandons that task
-        and goes on; so does a result the store refuses as malformed, which moves the
-        task to its error queue, and a move that cannot be made, which retries the task
-        later. While the store is unavailable the run waits, 1 s at first and doubling
+        and goes on; so does a modification the store refuses as malformed, which moves
+        the task to its error queue, and a move that cannot be made, which retries the
+        task later. While the store is unavailable the run waits, 1 s at first and doubling
         up to 30 s, and goes on when it is back. Any other exception from ``work`` ends
         the run. The task in hand always finishes before a stop takes effect.
         ``max_tasks`` ends the run after that many tasks; ``until_empty`` when no task is
@@ -187,10 +187,11 @@ class Worker:
     ) -> str:
         """Store the outcome of ``work`` for ``current``; return it in words.
 
-        A result the store refuses as malformed (``ValueError``, ``TypeError``) moves the
-        task to its error queue, and a move that cannot be made (an error queue name the
-        store refuses) retries it later: neither may end the run, or the task would end
-        the next worker's run too.
+        A modification the store refuses as malformed (``ValueError``: an ID twice, a
+        value over the limit) moves the task to its error queue, and a move that cannot
+        be made (an error queue name the store refuses) retries it later: neither may
+        end the run, or the task would end the next worker's run too. What is not a
+        modification at all (``TypeError``) is a bug of the work's, and ends the run.
         """
         if isinstance(failure, RetryTaskError) and (
             not self.max_attempts or current.attempt + 1 < self.max_attempts
@@ -198,11 +199,14 @@ class Worker:
             return self._retry(current, _err_text(failure))
         if failure is not None:
             return self._move_or_retry(current, _err_text(failure))
+        # Not what work returned being no modification (a TypeError): a bug to see.
+        modification = with_modification(self._rewrite(args, original, current))
         try:
-            self.client.modify(with_modification(self._rewrite(args, original, current)))
+            self.client.modify(modification)
             return "done"
-        except (TypeError, ValueError) as error:
+        except ValueError as error:
             reason = _err_text(f"the work's modification was refused: {error}")
+            logger.warning("task %s from %s: %s", current.id, current.queue, reason)
             return f"{self._move_or_retry(current, reason)} ({reason})"
 
     def _move_or_retry(self, current: Task, message: str) -> str:

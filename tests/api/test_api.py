@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connection
 from pytest_django.live_server_helper import LiveServer
 
 from queues import tokens
@@ -77,7 +78,9 @@ def test_claim_modify_and_finish_as_the_tokens_claimant(api: Api) -> None:
             ]
         },
     ).json()["changed"][0]
-    assert renewed["value"] == claimed["value"], "a change without a value keeps it"
+    assert renewed["value"] is None, "a change without a value keeps it, and it is not sent"
+    stored = api.get("tasks", {"queue": "work"}).json()["tasks"][0]
+    assert stored["value"] == claimed["value"]
     done = api.post("modify", {"deletes": [{"id": renewed["id"], "version": renewed["version"]}]})
     assert done.json() == {"inserted": [], "changed": []}
     assert api.get("tasks", {"queue": "work"}).json()["tasks"] == []
@@ -175,10 +178,11 @@ def test_a_change_keeps_every_field_it_does_not_name(api: Api) -> None:
     [kept] = renewed.json()["changed"]
     assert (kept["queue"], kept["value"], kept["attempt"], kept["err"]) == (
         "jobs",
-        task["value"],
+        None,  # kept, so not sent back: the client has it
         4,
         "it failed",
     )
+    assert api.get("tasks", {"queue": "jobs"}).json()["tasks"][0]["value"] == task["value"]
     assert kept["claimant"] == claimed["claimant"], "a renewal keeps the claim"
     [free] = released.json()["changed"]
     assert (free["queue"], free["attempt"], free["err"], free["claimant"]) == (
@@ -487,3 +491,34 @@ def test_a_request_whose_query_runs_out_of_time_is_503(api: Api, settings: Any) 
             "message": "a query took over 0.2 s and was stopped; try again later",
         }
     assert api.get("stats").json()["stats"]["billing/charge"]["size"] == 1, "nothing was added"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0", "no later request or query inherits the timeout"
+
+
+def test_a_renewal_answer_is_as_small_as_its_request(api: Api) -> None:
+    large = B64(b"x" * 1_000_000).decode()
+    insert(api, "big", b"x" * 1_000_000)
+    claimed = api.post("claim", {"queues": ["big"], "duration": 60}).json()["task"]
+    assert claimed["value"] == large
+
+    renewed = api.post(
+        "modify",
+        {"changes": [{"id": claimed["id"], "version": claimed["version"], "arrival_in": 60}]},
+    )
+    moved = api.post(
+        "modify",
+        {
+            "changes": [
+                {
+                    "id": claimed["id"],
+                    "version": claimed["version"] + 1,
+                    "value": B64(b"y").decode(),
+                }
+            ]
+        },
+    )
+
+    assert len(renewed.content) < 1000
+    assert renewed.json()["changed"][0]["value"] is None
+    assert moved.json()["changed"][0]["value"] == B64(b"y").decode(), "a value sent comes back"

@@ -6,6 +6,8 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from queues import entroq
 
 MOMENT = datetime(2026, 11, 28, 23, 34, 17, 123456, tzinfo=UTC)
@@ -86,3 +88,8 @@ def test_dependency_error_says_what_is_wrong() -> None:
         f"modify failed; missing or stale deletes: {task_id}; held by another claimant: {task_id}"
     )
     assert entroq.default_err_qmap("inbox") == "inbox/err"
+
+
+def test_an_error_value_nested_too_deeply_is_no_error_value() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        entroq.ErrorTaskValue.from_json(b"[" * 100_000 + b"]" * 100_000)

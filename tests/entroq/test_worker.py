@@ -183,6 +183,17 @@ def test_a_lost_lease_abandons_the_task_and_goes_on(
     assert eq.tasks("inbox") == []
 
 
+def test_work_that_returns_no_modification_ends_the_run(eq: EntroQ) -> None:
+    insert(eq)
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        return None  # type: ignore[return-value]  # a bug, to be seen
+
+    with pytest.raises(TypeError):
+        eq.new_worker("inbox").run(work)
+    assert eq.queues() == {"inbox": 1}, "not moved away as if the store had refused it"
+
+
 def test_any_other_exception_ends_the_run(eq: EntroQ) -> None:
     insert(eq)
 
@@ -402,3 +413,30 @@ def test_an_outage_met_inside_work_is_waited_out_too(
     assert done == 2
     assert [t.id for t in calls] == [calls[0].id] * 2
     assert eq.queues() == {}
+
+
+def test_a_renewal_is_never_taken_for_another_workers_claim(eq: EntroQ) -> None:
+    """Workers of one claimant ID (threads of a process, holders of one API token):
+    when one's lease lapses and another claims the task, the first must see it lost."""
+    from queues.entroq.leases import LeaseKeeper
+
+    insert(eq)
+    first = eq.try_claim("inbox", duration=0.3)
+    assert first is not None
+    time.sleep(0.4)  # its lease lapses, its renewals having failed
+    same_id = entroq.EntroQ(
+        eq.backend, claimant_id=None if isinstance(eq.backend, entroq.HTTPBackend) else eq.id
+    )
+    second = same_id.try_claim("inbox", duration=60)
+    assert second is not None
+    assert second.claimant == first.claimant, "one claimant ID"
+
+    keeper = LeaseKeeper(eq, 30)
+    try:
+        [as_held] = keeper._as_held([first])
+    finally:
+        keeper.close()
+
+    assert as_held == first, "not adopted: the claim since is another worker's"
+    with pytest.raises(entroq.DependencyError):
+        eq.renew_for(as_held, 30)

@@ -105,3 +105,21 @@ def test_a_nul_character_in_a_bulk_group_is_refused(operator: Client, dash: Entr
         assert "must not contain NUL characters" in response.content.decode()
     assert not BulkRun.objects.exists()
     assert len(dash.tasks("jobs/err")) == 1
+
+
+def test_a_value_nested_too_deeply_is_shown_as_text_and_acted_on(
+    supervisor: Client, dash: EntroQ
+) -> None:
+    deep = b"[" * 5000 + b"]" * 5000  # within the inline limit, beyond Python's parser
+    plain = dash.modify(inserting_into("jobs", value=deep))[0][0]
+    failed = dash.modify(inserting_into("jobs/err", value=deep))[0][0]
+
+    page = supervisor.get(f"/tasks/{plain.id}")
+    error_page = supervisor.get(f"/tasks/{failed.id}")
+    triage = supervisor.get("/triage", {"queue": "jobs/err"})
+    retried = supervisor.post(f"/tasks/{failed.id}/retry", {"version": failed.version})
+
+    assert [r.status_code for r in (page, error_page, triage)] == [200, 200, 200]
+    assert retried.status_code == 303
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.outcome) == ("retry", "done"), "released: no error record"
