@@ -179,7 +179,9 @@ def release(backend: Backend, task: Task) -> None:
     try:
         backend.modify(
             Modification(
-                claimant=task.claimant, changes=[TaskChange(id=task.id, version=task.version)]
+                claimant=task.claimant,
+                # Its value is at hand: the store need not read it back.
+                changes=[TaskChange(id=task.id, version=task.version, known_value=task.value)],
             )
         )
     except (DependencyError, DatabaseError, BackendUnavailable) as failed:
