@@ -34,7 +34,7 @@ from django_htmx.middleware import HtmxDetails
 
 from queues import audit, bulk, charts, conf, snapshots, tokens, triage, values
 from queues.entroq import EntroQ, ModifyArg, QueueStat, Task, TaskID, ops, wire
-from queues.entroq.django_backend import DjangoBackend, is_timeout
+from queues.entroq.django_backend import is_timeout
 from queues.entroq.errors import ERROR_SUFFIX, default_err_qmap
 from queues.entroq.kinds import MAX_KIND
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, TASK_STATES, as_uuid, check_queue, parse_json
@@ -383,7 +383,7 @@ def _search(eq: EntroQ, queue: str, needle: str, request: HttpRequest, limit: in
     scan = conf.get("DASHBOARD_SEARCH_SCAN")
     empty = TaskPage(tasks=[], older=None, newer=None)
     backend = eq.backend
-    if not isinstance(backend, DjangoBackend):
+    if not backend.supports_value_search:
         return Search(needle, empty, 0, problem="Searching values needs the database backend.")
     try:
         found, stopped = backend.search_values(

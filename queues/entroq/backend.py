@@ -146,6 +146,8 @@ class Backend(ABC):
 
     #: The largest value, in bytes, this backend stores.
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    #: Whether ``search_values`` works (a bounded scan of values needs the database).
+    supports_value_search: bool = False
 
     @abstractmethod
     def try_claim(self, query: ClaimQuery) -> Task | None:
@@ -245,6 +247,24 @@ class Backend(ABC):
         Claimed tasks count: their ``at`` is when the claim expires.
         """
         return None
+
+    def search_values(
+        self,
+        queue: str,
+        needle: bytes,
+        *,
+        after: tuple[datetime, uuid.UUID] | None = None,
+        scan: int = 10_000,
+        limit: int = 50,
+        timeout: float = 2.0,
+    ) -> tuple[list[Task], tuple[datetime, uuid.UUID] | None]:
+        """Return tasks of ``queue`` whose value contains ``needle`` (values cut to 160
+        bytes), reading no more than ``scan`` tasks after ``after`` in (at, id) order,
+        and where the search stopped when it stopped early (see ``DjangoBackend``).
+
+        Only backends that declare ``supports_value_search`` implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot search values")
 
     def in_transaction(self) -> bool:
         """Return whether the calling thread is inside a transaction of this backend."""

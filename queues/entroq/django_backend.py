@@ -538,6 +538,8 @@ class DjangoBackend(Backend):
     timeout; see ``entroq_site/settings.py``) so that concurrent workers are correct.
     """
 
+    supports_value_search = True
+
     def __init__(self, using: str = "default", *, max_value_bytes: int | None = None) -> None:
         from queues import conf
 
