@@ -25,7 +25,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from queues import conf, listing, metrics, openapi, tokens, waiting
+from queues import listing, metrics, openapi, tokens, waiting
+from queues.conf import app_settings
 from queues.entroq import (
     ClaimQuery,
     DependencyError,
@@ -87,7 +88,7 @@ def _answer(request: HttpRequest, view: View, method: str) -> HttpResponse:
         response = error(405, "method_not_allowed", f"use {method}")
         response["Allow"] = method
         return response
-    seconds = conf.get("API_STATEMENT_SECONDS")
+    seconds = app_settings().API_STATEMENT_SECONDS
     try:
         with statement_timeout(seconds):
             return _authorized(request, view)
@@ -115,7 +116,7 @@ def _authorized(request: HttpRequest, view: View) -> HttpResponse:
     if not length and request.headers.get("Transfer-Encoding"):
         # Without a length, Django would read the body as empty: refuse, never drop it.
         return error(411, "length_required", "send the body with a Content-Length")
-    limit = conf.get("API_MAX_BODY_BYTES")
+    limit = app_settings().API_MAX_BODY_BYTES
     if not (length or "0").isdigit() or int(length or "0") > limit:
         return error(413, "too_large", f"the body is over the limit of {limit} bytes")
     try:
@@ -169,7 +170,7 @@ def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
         raise ValueError(f"queues: expected a list of 1 to {MAX_CLAIM_QUEUES} queue names")
     names = tuple(dict.fromkeys(_queue(q, f"queues[{i}]") for i, q in enumerate(queues)))
     duration = wire.param_number(body.get("duration"), "duration", 30, high=MAX_DURATION_SECONDS)
-    max_wait = float(conf.get("API_MAX_WAIT_SECONDS"))
+    max_wait = app_settings().API_MAX_WAIT_SECONDS
     wait = min(wire.param_number(body.get("wait"), "wait", 0, high=MAX_DURATION_SECONDS), max_wait)
     tokens.require(token, "claim", names)
     metrics.saw_claimant(token.claimant)
@@ -198,7 +199,7 @@ def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
 
 def _too_many_waiting() -> JsonResponse:
     per_process, per_token = waiting.bounds()
-    retry = max(1, math.ceil(float(conf.get("API_CLAIM_RETRY_AFTER_SECONDS"))))
+    retry = max(1, math.ceil(app_settings().API_CLAIM_RETRY_AFTER_SECONDS))
     response = error(
         429,
         "too_many_waiting",
@@ -318,7 +319,7 @@ def tasks(request: HttpRequest, token: ApiToken) -> HttpResponse:
         client().backend,
         query,
         lambda queue: tokens.allows(token, "read", queue),
-        int(conf.get("API_LIST_VALUE_BYTES")),
+        app_settings().API_LIST_VALUE_BYTES,
     )
     return HttpResponse(pieces, content_type="application/json")
 
@@ -377,7 +378,7 @@ def whoami(request: HttpRequest, token: ApiToken) -> HttpResponse:
             "claimant": str(token.claimant),
             "grants": token.grants,
             "max_value_bytes": client().backend.max_value_bytes,
-            "max_wait": conf.get("API_MAX_WAIT_SECONDS"),
+            "max_wait": app_settings().API_MAX_WAIT_SECONDS,
         }
     )
 

@@ -34,7 +34,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from queues import conf
+from queues.conf import app_settings
 from queues.entroq import EntroQ, ModifyArg, Task, inserting_into, ops
 from queues.entroq.tasks import TASK_STATES, check_queue
 from queues.models import TRIAGED, AuditEntry, BulkRun
@@ -214,7 +214,7 @@ def execute(
     """
     eq = eq or client()
     act = action_of(run.action, run.target)
-    pause = float(conf.get("BULK_PAUSE_SECONDS"))
+    pause = app_settings().BULK_PAUSE_SECONDS
     run.refresh_from_db()
     ids = [uuid.UUID(hex=i) for i in run.ids]
     try:

@@ -1,98 +1,148 @@
-"""The app's settings, read from ``settings.ENTROQ`` (a dict) with defaults."""
+"""The app's settings, read from ``settings.ENTROQ`` (a dict) with typed defaults.
 
+``app_settings().API_MAX_WAIT_SECONDS`` is a float whatever the dict holds; a setting
+this version does not know is reported by the system check ``queues.W001``.
+"""
+
+import functools
 import os
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, get_args
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from queues.entroq.tasks import DEFAULT_MAX_VALUE_BYTES
 
-DEFAULTS: dict[str, Any] = {
+
+def truthy(value: object) -> bool:
+    """Return ``value`` as a switch: "1", "true", "yes" and "on" are on, as text."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The app's settings: ``settings.ENTROQ`` over these defaults, each of its type."""
+
     # The largest task value stored, in bytes.
-    "MAX_VALUE_BYTES": DEFAULT_MAX_VALUE_BYTES,
+    MAX_VALUE_BYTES: int = DEFAULT_MAX_VALUE_BYTES
     # On PostgreSQL, run the claim and delete statements as prepared statements.
     # Turn off behind a pooler that cannot carry them (PgBouncer in transaction mode
     # before 1.21).
-    "PREPARE_STATEMENTS": True,
+    PREPARE_STATEMENTS: bool = True
     # The dashboard's live refresh: the default period, and the shortest allowed.
-    "DASHBOARD_REFRESH_SECONDS": 5,
-    "DASHBOARD_MIN_REFRESH_SECONDS": 2,
+    DASHBOARD_REFRESH_SECONDS: int = 5
+    DASHBOARD_MIN_REFRESH_SECONDS: int = 2
     # Tasks on one page of a queue (a page may ask for 10 to 500).
-    "DASHBOARD_PAGE_SIZE": 50,
+    DASHBOARD_PAGE_SIZE: int = 50
     # Queues on a page of the overview (a page renders in time whatever the count).
-    "DASHBOARD_QUEUES_PER_PAGE": 100,
+    DASHBOARD_QUEUES_PER_PAGE: int = 100
     # A queue stands out when a task has been claimed this often (a crash loop)...
-    "DASHBOARD_WARN_CLAIMS": 5,
+    DASHBOARD_WARN_CLAIMS: int = 5
     # ...or when its oldest available task has waited this many seconds.
-    "DASHBOARD_WARN_AGE_SECONDS": 300,
+    DASHBOARD_WARN_AGE_SECONDS: float = 300
     # Any one query of a dashboard or admin page is stopped after this many seconds,
     # and the page says so.
-    "DASHBOARD_STATEMENT_SECONDS": 5.0,
+    DASHBOARD_STATEMENT_SECONDS: float = 5.0
     # ...but the shared stats snapshot, one scan of the table for every viewer, may
     # take this long (meanwhile viewers see the previous one).
-    "DASHBOARD_SNAPSHOT_SECONDS": 60.0,
+    DASHBOARD_SNAPSHOT_SECONDS: float = 60.0
     # A search of values reads at most this many tasks a page, for at most so long.
-    "DASHBOARD_SEARCH_SCAN": 10_000,
-    "DASHBOARD_SEARCH_SECONDS": 2.0,
+    DASHBOARD_SEARCH_SCAN: int = 10_000
+    DASHBOARD_SEARCH_SECONDS: float = 2.0
     # Values up to this size are shown inline; larger ones only download.
-    "DASHBOARD_INLINE_VALUE_BYTES": 256 * 1024,
+    DASHBOARD_INLINE_VALUE_BYTES: int = 256 * 1024
     # The longest an API claim waits for a task before answering "none".
-    "API_MAX_WAIT_SECONDS": 30,
+    API_MAX_WAIT_SECONDS: float = 30
     # Claims one server process holds waiting at once, and of those, claims of one
     # token. None: half the process's threads (gunicorn's `threads`, which
     # entroq_site/gunicorn.conf.py passes on as ENTROQ_SERVER_THREADS; 32 when
     # unknown), and half of that for a token. A claim beyond either is tried at once
     # and, finding nothing, answered 429 with Retry-After, so waiting claims never
     # hold every thread.
-    "API_MAX_WAITING_CLAIMS": None,
-    "API_MAX_WAITING_CLAIMS_PER_TOKEN": None,
+    API_MAX_WAITING_CLAIMS: int | None = None
+    API_MAX_WAITING_CLAIMS_PER_TOKEN: int | None = None
     # The Retry-After, in seconds, of a claim answered 429 for those bounds.
-    "API_CLAIM_RETRY_AFTER_SECONDS": 1,
+    API_CLAIM_RETRY_AFTER_SECONDS: float = 1
     # The most value bytes one API listing carries (a task larger than this comes
     # alone); the answer's "next" says how to ask for the rest.
-    "API_LIST_VALUE_BYTES": 8 * 1024 * 1024,
+    API_LIST_VALUE_BYTES: int = 8 * 1024 * 1024
     # The largest API request body: one value of MAX_VALUE_BYTES as base64 (a third
     # larger) and some room.
-    "API_MAX_BODY_BYTES": 16 * 1024 * 1024,
+    API_MAX_BODY_BYTES: int = 16 * 1024 * 1024
     # Any one query of an API request is stopped after this many seconds (503 with
     # Retry-After), so that no request holds a server thread and the database for long.
-    "API_STATEMENT_SECONDS": 10.0,
+    API_STATEMENT_SECONDS: float = 10.0
     # An API token, and its user's permissions, are looked up again after this long:
     # revoking a token or taking a role away reaches every process within it.
-    "API_TOKEN_CACHE_SECONDS": 5,
+    API_TOKEN_CACHE_SECONDS: float = 5
     # Bulk runs pause this long between chunks of 500 tasks, so that the queues' own
     # workers keep the database.
-    "BULK_PAUSE_SECONDS": float(os.environ.get("ENTROQ_BULK_PAUSE_SECONDS", "0.05")),
+    BULK_PAUSE_SECONDS: float = float(os.environ.get("ENTROQ_BULK_PAUSE_SECONDS", "0.05"))
     # A bulk action on this many tasks or more asks the operator to type the count.
-    "BULK_TYPED_CONFIRM": 1000,
+    BULK_TYPED_CONFIRM: int = 1000
     # Queue sizes on /metrics are at most this old, whoever scrapes.
-    "METRICS_CACHE_SECONDS": 10,
+    METRICS_CACHE_SECONDS: float = 10
     # When set, /metrics answers only requests with "Authorization: Bearer <it>".
-    "METRICS_BEARER_TOKEN": os.environ.get("ENTROQ_METRICS_TOKEN", ""),
+    METRICS_BEARER_TOKEN: str = os.environ.get("ENTROQ_METRICS_TOKEN", "")
     # Without a token, /metrics (which names every queue) answers anyone only while
     # debugging, or when this opens it on purpose (for a network of your own).
-    "METRICS_ALLOW_ANONYMOUS": (
-        os.environ.get("ENTROQ_METRICS_ALLOW_ANONYMOUS", "").lower() in {"1", "true", "yes", "on"}
-    ),
-}
+    METRICS_ALLOW_ANONYMOUS: bool = truthy(os.environ.get("ENTROQ_METRICS_ALLOW_ANONYMOUS", ""))
+
+    def __post_init__(self) -> None:
+        # Settings often come from the environment as text: "5" is read as 5, and a
+        # value that is not of its setting's kind is named rather than failing later.
+        for field in fields(self):
+            value = getattr(self, field.name)
+            kinds = get_args(field.type) or (field.type,)
+            if value is None and type(None) in kinds:
+                continue
+            kind = kinds[0]
+            try:
+                converted = truthy(value) if kind is bool else kind(value)
+            except (TypeError, ValueError):
+                raise ImproperlyConfigured(
+                    f"settings.ENTROQ[{field.name!r}] must be {kind.__name__}, not {value!r}"
+                ) from None
+            object.__setattr__(self, field.name, converted)
+
+
+KNOWN = frozenset(field.name for field in fields(AppSettings))
+
+
+@functools.cache
+def app_settings() -> AppSettings:
+    """Return the app's settings (read again after ``settings.ENTROQ`` changes)."""
+    given = getattr(settings, "ENTROQ", {})
+    return AppSettings(**{name: value for name, value in given.items() if name in KNOWN})
 
 
 def get(name: str) -> Any:
-    """Return the ENTROQ setting ``name``, or its default."""
-    if name not in DEFAULTS:
+    """Return the ENTROQ setting ``name`` (for code not yet on ``app_settings()``)."""
+    if name not in KNOWN:
         raise KeyError(f"unknown ENTROQ setting {name!r}")
-    return getattr(settings, "ENTROQ", {}).get(name, DEFAULTS[name])
+    return getattr(app_settings(), name)
+
+
+@receiver(setting_changed)
+def _forget(setting: str, **kwargs: Any) -> None:
+    if setting == "ENTROQ":
+        app_settings.cache_clear()
 
 
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
     """Warn of ``settings.ENTROQ`` keys this version does not know (a typo, or a
     setting renamed: ``DASHBOARD_MAX_QUEUES`` became ``DASHBOARD_QUEUES_PER_PAGE``)."""
-    unknown = sorted(set(getattr(settings, "ENTROQ", {})) - set(DEFAULTS))
+    unknown = sorted(set(getattr(settings, "ENTROQ", {})) - KNOWN)
     return [
         Warning(
             f"settings.ENTROQ[{name!r}] is not a setting of this version and is ignored.",
-            hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+            hint=f"Known settings: {', '.join(sorted(KNOWN))}.",
             id="queues.W001",
         )
         for name in unknown

@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from queues import conf
+from queues.conf import app_settings
 from queues.entroq import QueueStat
 from queues.service import client
 
@@ -97,7 +97,7 @@ def queue_stats() -> dict[str, QueueStat] | None:
     global _stats
     with _stats_lock:
         taken, stats = _stats
-        if time.monotonic() - taken < conf.get("METRICS_CACHE_SECONDS"):
+        if time.monotonic() - taken < app_settings().METRICS_CACHE_SECONDS:
             return stats
         try:
             stats = client().queue_stats()

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.template.response import SimpleTemplateResponse
 from django_htmx.http import HttpResponseClientRedirect
 
-from queues import conf
+from queues.conf import app_settings
 from queues.entroq.django_backend import is_timeout, statement_timeout
 
 
@@ -93,7 +93,7 @@ class StatementTimeoutMiddleware:
         match = request.resolver_match
         if match is None or match.namespace not in self.namespaces:
             return None
-        seconds = conf.get("DASHBOARD_STATEMENT_SECONDS")
+        seconds = app_settings().DASHBOARD_STATEMENT_SECONDS
         try:
             with statement_timeout(seconds):
                 response = view_func(request, *view_args, **view_kwargs)

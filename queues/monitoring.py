@@ -15,7 +15,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from queues import conf, metrics
+from queues import metrics
+from queues.conf import app_settings
 
 logger = logging.getLogger("queues.monitoring")
 
@@ -69,7 +70,7 @@ def prometheus(request: HttpRequest) -> HttpResponse:
     with ``METRICS_ALLOW_ANONYMOUS``. A refusal says what to configure, and nothing of
     the queues.
     """
-    expected = conf.get("METRICS_BEARER_TOKEN")
+    expected = app_settings().METRICS_BEARER_TOKEN
     if expected:
         scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -81,7 +82,7 @@ def prometheus(request: HttpRequest) -> HttpResponse:
             )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    elif not settings.DEBUG and not conf.get("METRICS_ALLOW_ANONYMOUS"):
+    elif not settings.DEBUG and not app_settings().METRICS_ALLOW_ANONYMOUS:
         return _refusal(
             403,
             "/metrics is closed: it names every queue. Set ENTROQ_METRICS_TOKEN on the "

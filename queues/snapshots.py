@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from queues import conf
+from queues.conf import app_settings
 from queues.entroq import QueueStat
 from queues.entroq.django_backend import is_timeout, statement_timeout
 from queues.entroq.wire import decode_time, encode_time
@@ -55,7 +55,7 @@ def latest() -> Snapshot:
     for inside a transaction (which another thread could not see) are taken in the
     caller; callers meanwhile get a pending snapshot rather than a second scan.
     """
-    period = max(float(conf.get("DASHBOARD_MIN_REFRESH_SECONDS")), 0.5)
+    period = max(app_settings().DASHBOARD_MIN_REFRESH_SECONDS, 0.5)
     now = client().time()
     complete = StatsSnapshot.objects.filter(stats__isnull=False).order_by("-taken")
     newest = complete.first()
@@ -63,9 +63,9 @@ def latest() -> Snapshot:
     if newest is not None and age < period:
         return _read(newest)
     # As old as one missed refresh of a default page: shown while new ones are taken.
-    usable = newest if age < period + 2 * float(conf.get("DASHBOARD_REFRESH_SECONDS")) else None
+    usable = newest if age < period + 2 * app_settings().DASHBOARD_REFRESH_SECONDS else None
     meanwhile = _read(usable) if usable is not None else Snapshot(now, {}, pending=True)
-    limit = float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))
+    limit = app_settings().DASHBOARD_SNAPSHOT_SECONDS
     taking = StatsSnapshot.objects.filter(stats__isnull=True)
     if taking.filter(taken__gt=now - timedelta(seconds=limit)).exists():
         return meanwhile  # on a large table a snapshot outlasts a period: one at a time
@@ -86,7 +86,7 @@ def latest() -> Snapshot:
 
 def _take(pk: int, now: datetime) -> Snapshot:
     """Take the stats of the snapshot ``pk`` claimed, store and return them."""
-    limit = float(conf.get("DASHBOARD_SNAPSHOT_SECONDS"))
+    limit = app_settings().DASHBOARD_SNAPSHOT_SECONDS
     try:
         # Longer than a page's own queries may take: it is one scan for every viewer.
         with statement_timeout(limit):

@@ -20,7 +20,7 @@ from datetime import timedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
-from queues import conf
+from queues.conf import app_settings
 from queues.models import ApiToken
 
 ACTIONS = ("read", "claim", "insert", "change", "delete")
@@ -149,7 +149,7 @@ def authenticate(secret: str) -> ApiToken | None:
     now = time.monotonic()
     with _recent_lock:
         remembered = _recent.get(hashed)
-    if remembered is not None and now - remembered[0] < conf.get("API_TOKEN_CACHE_SECONDS"):
+    if remembered is not None and now - remembered[0] < app_settings().API_TOKEN_CACHE_SECONDS:
         return remembered[1]
     token = _find(secret, hashed)
     with _recent_lock:

@@ -22,7 +22,8 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from queues import conf, metrics
+from queues import metrics
+from queues.conf import app_settings
 from queues.entroq import (
     Backend,
     BackendUnavailable,
@@ -57,9 +58,9 @@ def bounds() -> tuple[int, int]:
     """
     raw = os.environ.get("ENTROQ_SERVER_THREADS", "")
     threads = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_SERVER_THREADS
-    per_process = conf.get("API_MAX_WAITING_CLAIMS")
+    per_process = app_settings().API_MAX_WAITING_CLAIMS
     per_process = threads // 2 if per_process is None else int(per_process)
-    per_token = conf.get("API_MAX_WAITING_CLAIMS_PER_TOKEN")
+    per_token = app_settings().API_MAX_WAITING_CLAIMS_PER_TOKEN
     per_token = (per_process + 1) // 2 if per_token is None else int(per_token)
     return per_process, min(per_token, per_process)
 
