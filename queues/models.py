@@ -1,7 +1,9 @@
 """The task table, which only ``queues.entroq.DjangoBackend`` writes, and the audit log."""
 
+from typing import Any, NoReturn
+
 from django.conf import settings
-from django.db import models
+from django.db import NotSupportedError, models
 from django.utils import timezone
 
 from queues.entroq.departures import DEPARTURES_TABLE
@@ -13,8 +15,45 @@ from queues.entroq.tasks import MAX_QUEUE_LENGTH
 TRIAGED = ~models.Q(err_kind="") | models.Q(queue__endswith=ERROR_SUFFIX)
 
 
+def _refuse_write(model: str) -> NoReturn:
+    raise NotSupportedError(
+        f"{model} rows are written only by queues.entroq.DjangoBackend: a write through the "
+        "ORM would skip version checks, leases and waiting workers' notifications. Use "
+        "the client API (queues.service.client() or queues.entroq.EntroQ)."
+    )
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    """Tasks for reading: every write the ORM offers is refused (see ``_refuse_write``)."""
+
+    def create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def get_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+
 class Task(models.Model):
-    """One EntroQ task (see ``queues.entroq.Task`` for the meaning of each field)."""
+    """One EntroQ task (see ``queues.entroq.Task`` for the meaning of each field).
+
+    Read it through the ORM freely; change it only through the client API, which
+    refuses nothing the ORM would let slip (saves and deletes here raise).
+    """
 
     id = models.UUIDField(primary_key=True)
     queue = models.CharField(max_length=MAX_QUEUE_LENGTH)
@@ -29,6 +68,9 @@ class Task(models.Model):
     err = models.TextField(default="", blank=True)
     # ``queues.entroq.kinds.error_kind(err)``, kept by the backend for error triage.
     err_kind = models.TextField(default="", db_default="", blank=True)
+
+    # Not used in migrations, whose data migrations write tasks as plain rows.
+    objects = TaskQuerySet.as_manager()
 
     class Meta:
         db_table = TASK_TABLE
@@ -55,6 +97,12 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id}:{self.version} in {self.queue}"
+
+    def save(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse_write("Task")
 
 
 class Departures(models.Model):
