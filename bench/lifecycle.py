@@ -82,7 +82,8 @@ def claim_and_delete(eq: Any) -> int:
 def raw_postgres_worker(url: str) -> dict[str, Any]:
     import psycopg
 
-    from queues.entroq.django_backend import DELETE_ONE, POSTGRES_CLAIM, TASK_TABLE
+    from queues.entroq.django_backend.postgresql import POSTGRES_CLAIM
+    from queues.entroq.django_backend.sql import DELETE_ONE, TASK_TABLE
 
     delete = DELETE_ONE.format(now="statement_timestamp()")
     me = uuid.uuid4()
@@ -112,7 +113,7 @@ def raw_sqlite_worker(url: str) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
     from queues.entroq.backend import CLAIM_CANDIDATES
-    from queues.entroq.django_backend import DELETE_ONE, TASK_TABLE
+    from queues.entroq.django_backend.sql import DELETE_ONE, TASK_TABLE
 
     def now() -> datetime:
         return datetime.now(UTC).replace(tzinfo=None)
@@ -288,7 +289,7 @@ def raw_insert_tasks(url: str, count: int) -> float:
     """Insert ``count`` tasks with raw psycopg multi-row INSERTs; return tasks per second."""
     import psycopg
 
-    from queues.entroq.django_backend import COLUMNS, TASK_TABLE
+    from queues.entroq.django_backend.sql import COLUMNS, TASK_TABLE
 
     me = uuid.uuid4()
     with psycopg.connect(url) as conn:

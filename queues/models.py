@@ -7,7 +7,7 @@ from django.db import NotSupportedError, models
 from django.utils import timezone
 
 from queues.entroq.departures import DEPARTURES_TABLE
-from queues.entroq.django_backend import TASK_TABLE
+from queues.entroq.django_backend.sql import TASK_TABLE
 from queues.entroq.errors import ERROR_SUFFIX
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
 

@@ -6,13 +6,30 @@ import contextlib
 import dataclasses
 import threading
 import time
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
+from .backend import Backend
 from .errors import DependencyError
-from .tasks import Task
+from .tasks import Duration, Task
 
-if TYPE_CHECKING:
-    from .client import EntroQ
+
+class LeaseClient(Protocol):
+    """What a ``LeaseKeeper`` uses of its client, an ``EntroQ``.
+
+    Declared here, so that this module does not import the client, which imports it.
+    """
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    def renew_all_for(self, tasks: Sequence[Task], duration: Duration) -> list[Task]: ...
+
+    def tasks(self, *, ids: Iterable[uuid.UUID] = ..., omit_values: bool = ...) -> list[Task]: ...
 
 
 class LeaseKeeper:
@@ -22,7 +39,7 @@ class LeaseKeeper:
     finish before their first renewal is due, and then the keeper costs a wake-up.
     """
 
-    def __init__(self, client: EntroQ, lease: float) -> None:
+    def __init__(self, client: LeaseClient, lease: float) -> None:
         if client.backend.in_transaction():
             # Renewals run on another connection: they would wait for this
             # transaction's locks, or not see its uncommitted claims at all.

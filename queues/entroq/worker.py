@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import (
     BackendUnavailable,
@@ -18,7 +18,7 @@ from .errors import (
     RetryTaskError,
     default_err_qmap,
 )
-from .leases import LeaseKeeper
+from .leases import LeaseClient, LeaseKeeper
 from .modify import (
     Modification,
     ModifyArg,
@@ -29,13 +29,26 @@ from .modify import (
 )
 from .tasks import MAX_ERR_LENGTH, Duration, Task, seconds
 
-if TYPE_CHECKING:
-    from .client import EntroQ
-
 logger = logging.getLogger(__name__)
 
 Work = Callable[[Task], Sequence[ModifyArg]]
 DependencyHandler = Callable[[DependencyError], None]
+
+
+class WorkerClient(LeaseClient, Protocol):
+    """What a ``Worker`` uses of its client, an ``EntroQ``.
+
+    Declared here, so that this module does not import the client, which imports it.
+    """
+
+    def try_claim(self, *queues: str, duration: Duration = ...) -> Task | None: ...
+
+    def claim(
+        self, *queues: str, duration: Duration = ..., stop: threading.Event | None = ...
+    ) -> Task: ...
+
+    def modify(self, *args: ModifyArg) -> tuple[list[Task], list[Task]]: ...
+
 
 # While the store is unavailable a run waits this long, doubling up to the most.
 OUTAGE_BACKOFF = 1.0
@@ -58,7 +71,7 @@ class Worker:
 
     def __init__(
         self,
-        client: EntroQ,
+        client: WorkerClient,
         queues: Sequence[str],
         *,
         lease: Duration = 30,

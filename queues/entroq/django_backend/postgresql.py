@@ -1,0 +1,350 @@
+"""``PostgresDialect``: everything ``DjangoBackend`` does its own way on PostgreSQL.
+
+The claim and bulk insert statements (one statement each, of fixed text, prepared on
+the server), the cursor that sends them, the clock (``statement_timestamp()``, not
+``now()``, which stands still for a whole transaction, and a caller's transaction may
+be long), ``LISTEN``/``NOTIFY`` wake-ups through one listening connection a process,
+the ``statement_timeout`` setting, the collation check that makes queue prefixes
+ranges, and which errors are retried. ``psycopg`` is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, Error, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..backend import CLAIM_CANDIDATES, ClaimQuery, Notifier
+from ..errors import DependencyError
+from ..kinds import error_kind
+from ..tasks import Task
+from .base import Dialect, notifier_for
+from .sql import COLUMNS, NOTIFY_CHANNEL, TASK_TABLE
+
+logger = logging.getLogger(__name__)
+
+# One statement: lock one of the oldest available tasks of a random queue that has
+# any, skipping rows other claims hold, and claim it. A row that a concurrent claim
+# locked and committed first is re-checked and dropped (its ``at`` moved on).
+POSTGRES_CLAIM = f"""
+    WITH q AS (
+        SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
+    ), candidates AS MATERIALIZED (
+        SELECT c.id, q.queue_rank, random() AS task_rank
+        FROM q CROSS JOIN LATERAL (
+            SELECT id FROM {TASK_TABLE}
+            WHERE queue = q.name AND at <= statement_timestamp()
+            ORDER BY at LIMIT {CLAIM_CANDIDATES}
+        ) AS c
+    ), picked AS (
+        SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
+        WHERE t.at <= statement_timestamp()
+        ORDER BY candidates.queue_rank, candidates.task_rank
+        LIMIT 1
+        FOR UPDATE OF t SKIP LOCKED
+    )
+    UPDATE {TASK_TABLE} AS t
+    SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
+        at = statement_timestamp() + make_interval(secs => %(duration)s),
+        modified = statement_timestamp()
+    FROM picked WHERE t.id = picked.id
+    RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
+"""
+POSTGRES_INSERT = f"""
+    INSERT INTO {TASK_TABLE} ({COLUMNS}, err_kind)
+    SELECT id, queue, 0, at, %(claimant)s, 0, value, %(now)s, %(now)s, attempt, err, err_kind
+    FROM unnest(%(ids)b::uuid[], %(queues)b::text[], %(ats)b::timestamptz[],
+                %(values)b::bytea[], %(attempts)b::int[], %(errs)b::text[],
+                %(kinds)b::text[])
+        AS new(id, queue, at, value, attempt, err, err_kind)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+"""
+# A bulk insert sends at most this many rows, and about this many value bytes, in one
+# statement (PostgreSQL refuses parameters over 1 GB).
+INSERT_ROWS = 10_000
+INSERT_BYTES = 64 * 1024 * 1024
+# Serialization failures, deadlocks, and a concurrent insert of the same explicit ID
+# (the retry then reports the collision properly).
+RETRY_SQLSTATES = {"40001", "40P01", "23505"}
+
+
+def batches(tasks: list[Task]) -> Iterator[list[Task]]:
+    """Split ``tasks`` into batches of at most INSERT_ROWS rows and about INSERT_BYTES."""
+    batch: list[Task] = []
+    size = 0
+    for task in tasks:
+        if batch and (len(batch) >= INSERT_ROWS or size + len(task.value) > INSERT_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(task)
+        size += len(task.value)
+    if batch:
+        yield batch
+
+
+class PgListener:
+    """One ``LISTEN`` connection per process and database, feeding a ``Notifier``.
+
+    When the connection drops, every waiter is woken (it may have missed a
+    notification) and falls back to polling until the listener reconnects.
+    """
+
+    def __init__(self, connection: BaseDatabaseWrapper, notifier: Notifier) -> None:
+        params = dict(connection.get_connection_params())
+        for key in ("cursor_factory", "context", "prepare_threshold", "client_encoding"):
+            params.pop(key, None)
+        self.params = params
+        self.notifier = notifier
+        self.listening = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="entroq-listen", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(**self.params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
+                    self.notifier.notify_all()
+                    backoff = 0.1
+                    while not self.stopping.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self.notifier.notify((note.payload,))
+                    return
+            except Exception as exc:
+                logger.warning("entroq: LISTEN connection lost (%s); polling meanwhile", exc)
+            self.listening.clear()
+            self.notifier.notify_all()
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+
+
+_shared_lock = threading.Lock()
+_collations: dict[str, bool] = {}  # by database alias: whether queue names sort by code point
+_listeners: dict[tuple[str, int], PgListener] = {}
+
+
+class PostgresDialect(Dialect):
+    vendor = "postgresql"
+    now = "statement_timestamp()"
+    lock_share = "FOR SHARE"
+    queue_order = 'queue COLLATE "C"'
+    value_contains = "position(%(needle)s in value) > 0"
+
+    def __init__(self, using: str) -> None:
+        import psycopg
+
+        from queues.conf import app_settings
+
+        super().__init__(using)
+        self.prepare = prepare = app_settings().PREPARE_STATEMENTS
+
+        from psycopg.types.datetime import TimestamptzLoader
+
+        class HotCursor(psycopg.Cursor[Any]):
+            """Binds parameters on the server and, if asked, prepares what it runs."""
+
+            def __init__(self, connection: Any) -> None:
+                super().__init__(connection)
+                # Django's loader for timestamptz is Python code run for every value;
+                # psycopg's own (in C) gives the same aware datetimes, which
+                # ``read_time`` turns into UTC.
+                self.adapters.register_loader("timestamptz", TimestamptzLoader)
+
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                kwargs.setdefault("prepare", prepare)
+                return super().execute(query, params, **kwargs)
+
+        self.cursor_class = HotCursor
+        self.local = threading.local()
+
+    def in_list(self, column: str, name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        return f"{column} = ANY(%({name})s)", {name: list(values)}
+
+    def sorts_by_code_point(self) -> bool:
+        """Return whether the task table's queue column collates by code point: C,
+        POSIX or C.UTF-8 (what ``make test`` and most images use), not a language's
+        order, where the names that share a prefix are not one range."""
+        found = _collations.get(self.using)
+        if found is None:
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(
+                    "SELECT CASE WHEN c.collname = 'default' "
+                    "THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
+                    "ELSE c.collprovider::text END, "
+                    "CASE WHEN c.collname = 'default' THEN d.datcollate "
+                    "ELSE c.collcollate END "
+                    "FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                    "JOIN pg_database d ON d.datname = current_database() "
+                    "WHERE a.attrelid = %s::regclass AND a.attname = 'queue'",
+                    [TASK_TABLE],
+                )
+                provider, collate = cursor.fetchone()
+            found = provider in ("c", "d") and (
+                collate in ("C", "POSIX") or str(collate).startswith("C.")
+            )
+            if not found:
+                logger.warning(
+                    "entroq: the task table's queue column collates as %s, so queue "
+                    'prefixes are matched by a scan; ALTER its COLLATE to "C" to make '
+                    "them ranges of the index",
+                    collate,
+                )
+            _collations[self.using] = found
+        return found
+
+    def hot_cursor(self) -> Any:
+        """Return a Django cursor for the claim, delete and bulk insert statements.
+
+        Parameters are bound on the server, so arrays travel in binary; statements
+        are prepared (planning the claim costs as much as running it, and a prepared
+        statement plans once per connection). It is Django's cursor wrapper, so
+        execute wrappers, query logging and error translation apply as to any query.
+        """
+        connection = connections[self.using]
+        cached = getattr(self.local, "cursor", None)
+        if (
+            cached is not None
+            and connection.connection is cached.cursor.connection
+            and not connection.queries_logged
+        ):
+            return cached
+        connection.ensure_connection()
+        raw = connection.connection
+        if self.prepare and raw.prepare_threshold is None:
+            # Django turns psycopg's preparation off (None); an unreachable threshold
+            # turns it on for explicit requests only, so other queries are unchanged.
+            raw.prepare_threshold = 2**31 - 1
+        if connection.queries_logged:
+            # Logging is switched on and off at run time: a logging cursor is not kept.
+            return connection.make_debug_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
+        # Kept for this thread and connection: a new cursor costs as much as a statement.
+        self.local.cursor = connection.make_cursor(self.cursor_class(raw))  # type: ignore[arg-type]
+        return self.local.cursor
+
+    def time(self) -> datetime:
+        return self.read_time(self.execute("SELECT statement_timestamp()", {})[0][0])
+
+    def claim(self, query: ClaimQuery) -> Task | None:
+        params = {
+            "queues": list(query.queues),
+            "claimant": query.claimant,
+            "duration": float(query.duration),
+        }
+        cursor = self.hot_cursor()
+        cursor.execute(POSTGRES_CLAIM, params)
+        row = cursor.fetchone()
+        return self.row_to_task(row) if row else None
+
+    def seconds_until_arrival(self, queues: list[str]) -> float | None:
+        rows = self.execute(
+            f"""SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
+                FROM unnest(%(queues)s::text[]) AS name CROSS JOIN LATERAL (
+                    SELECT at FROM {TASK_TABLE} WHERE queue = name ORDER BY at LIMIT 1
+                ) AS first""",
+            {"queues": queues},
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    def insert(self, tasks: list[Task], claimant: uuid.UUID | None, now: Any) -> None:
+        created = self.read_time(now)
+        for batch in batches(tasks):
+            # One statement of fixed text with an array a column, however many rows:
+            # the server parses (and the client quotes) nothing per row. An explicit
+            # ID that a concurrent transaction inserted first is skipped here and
+            # reported below, even inside the caller's transaction.
+            cursor = self.hot_cursor()
+            cursor.execute(
+                POSTGRES_INSERT,
+                {
+                    "ids": [t.id for t in batch],
+                    "queues": [t.queue for t in batch],
+                    "ats": [t.at for t in batch],
+                    "values": [t.value for t in batch],
+                    "attempts": [t.attempt for t in batch],
+                    "errs": [t.err for t in batch],
+                    "kinds": [error_kind(t.err) for t in batch],
+                    "claimant": claimant,
+                    "now": created,
+                },
+            )
+            stored = {row[0] for row in cursor.fetchall()}
+            if len(stored) != len(batch):
+                raise DependencyError(inserts=[t.id_version() for t in batch if t.id not in stored])
+
+    def is_transient(self, exc: DatabaseError) -> bool:
+        return getattr(exc.__cause__, "sqlstate", None) in RETRY_SQLSTATES
+
+    def notify(self, queues: set[str]) -> None:
+        # Delivered at commit, once per queue and transaction (PostgreSQL folds
+        # duplicates), to every listening process, this one included.
+        self.execute(
+            "SELECT pg_notify(%(channel)s, name) FROM unnest(%(queues)s::text[]) AS name",
+            {"channel": NOTIFY_CHANNEL, "queues": sorted(queues)},
+        )
+
+    def listener(self) -> PgListener:
+        key = (self.using, os.getpid())
+        with _shared_lock:
+            listener = _listeners.get(key)
+            if listener is None:
+                notifier = notifier_for(self.using)
+                listener = _listeners[key] = PgListener(connections[self.using], notifier)
+        return listener
+
+    @staticmethod
+    def stop_listening() -> None:
+        with _shared_lock:
+            listeners = list(_listeners.values())
+            _listeners.clear()
+        for listener in listeners:
+            listener.stop()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def statement_timeout(connection: BaseDatabaseWrapper, seconds: float) -> Iterator[None]:
+        """PostgreSQL's ``statement_timeout``, put back afterwards: the connection
+        outlives the request."""
+        from psycopg.pq import TransactionStatus
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('statement_timeout'), "
+                "set_config('statement_timeout', %s, false)",
+                [f"{max(1, round(seconds * 1000))}ms"],
+            )
+            previous = cursor.fetchone()[0]
+        try:
+            yield
+        finally:
+            raw = connection.connection
+            # In a failed transaction the rollback to come undoes the setting; a closed
+            # connection took it along.
+            if raw is not None and raw.info.transaction_status != TransactionStatus.INERROR:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT set_config('statement_timeout', %s, false)", [previous]
+                        )
+                except Error:
+                    # Never left to a later request with our timeout; and the error
+                    # that brought us here, if any, is the one to report.
+                    with contextlib.suppress(Error):
+                        connection.close()
