@@ -15,9 +15,11 @@ from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-from queues import audit, views
+from queues import audit
+from queues.actions import PAST_TENSE, SIMPLE_ACTIONS
 from queues.entroq import TaskID, ops
 from queues.models import AuditEntry, Task
+from queues.permissions import OPERATE
 from queues.service import client
 
 
@@ -91,7 +93,7 @@ class TaskAdmin(ReadOnlyAdmin):
         return task.err[:80]
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm(views.OPERATE))
+        return bool(request.user.has_perm(OPERATE))
 
     @admin.action(permissions=["operate"], description="Retry the selected tasks")
     def retry(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -104,13 +106,13 @@ class TaskAdmin(ReadOnlyAdmin):
     def _act(self, request: HttpRequest, queryset: QuerySet[Task], action: str) -> None:
         # The versions are those of now: the admin's list does not carry them.
         items = [TaskID(id, version) for id, version in queryset.values_list("id", "version")]
-        build = views.SIMPLE_ACTIONS[action]
+        build = SIMPLE_ACTIONS[action]
         result = ops.apply_to_versions(client(), items, build, values=action == "retry")
         audit.record(request.user, action, result, detail="from the admin")
         level = messages.SUCCESS if not result.conflicts else messages.WARNING
         self.message_user(
             request,
-            f"{views.PAST_TENSE[action]} {len(result.done)}; {len(result.conflicts)} left alone.",
+            f"{PAST_TENSE[action]} {len(result.done)}; {len(result.conflicts)} left alone.",
             level,
         )
 

@@ -13,8 +13,7 @@ from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.http.response import HttpResponseRedirectBase
-from django.shortcuts import render
+from django.shortcuts import render, resolve_url
 from django.template.response import SimpleTemplateResponse
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -41,27 +40,41 @@ class RefuseNulMiddleware:
         return self.get_response(request)
 
 
-class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
-    """Django's ``LoginRequiredMiddleware``, aware of htmx.
+def to_login(
+    request: HttpRequest, login_url: str | None = None, redirect_field: str = "next"
+) -> HttpResponse:
+    """Send the browser to the login page (``LOGIN_URL`` unless given), and back after.
 
     When a session ends under a live refresh or an action, htmx would swap the login
     page into a region of the dashboard; instead the whole page goes to the login,
     which then returns to the page the browser showed.
     """
+    htmx = getattr(request, "htmx", None)
+    if htmx:
+        shown = urlsplit(htmx.current_url or "")
+        path = shown.path + (f"?{shown.query}" if shown.query else "") or "/"
+        login = redirect_to_login(path, login_url, redirect_field)
+        return HttpResponseClientRedirect(login["Location"])
+    # As Django's login_required: the whole address when the login is on another site.
+    login_url = resolve_url(login_url or settings.LOGIN_URL)
+    here = request.build_absolute_uri()
+    login_scheme, login_host = urlsplit(login_url)[:2]
+    scheme, host = urlsplit(here)[:2]
+    if (not login_scheme or login_scheme == scheme) and (not login_host or login_host == host):
+        here = request.get_full_path()
+    return redirect_to_login(here, login_url, redirect_field)
+
+
+class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
+    """Django's ``LoginRequiredMiddleware``, aware of htmx (see ``to_login``)."""
 
     # Django returns any response from here; its stubs say a redirect.
     def handle_no_permission(  # type: ignore[override]
         self, request: HttpRequest, view_func: Any
-    ) -> HttpResponseRedirectBase:
-        htmx = getattr(request, "htmx", None)
-        if not htmx:
-            return super().handle_no_permission(request, view_func)
-        shown = urlsplit(htmx.current_url or "")
-        path = shown.path + (f"?{shown.query}" if shown.query else "") or "/"
-        login = redirect_to_login(
-            path, self.get_login_url(view_func), self.get_redirect_field_name(view_func)
+    ) -> HttpResponse:
+        return to_login(
+            request, self.get_login_url(view_func), self.get_redirect_field_name(view_func)
         )
-        return HttpResponseClientRedirect(login["Location"])
 
 
 class StatementTimeoutMiddleware:

@@ -22,11 +22,9 @@ from django.utils import timezone
 
 from queues.conf import app_settings
 from queues.models import ApiToken
+from queues.permissions import TOKEN_READ, TOKEN_WRITE
 
 ACTIONS = ("read", "claim", "insert", "change", "delete")
-# What a token's user must be allowed in the dashboard for its token to do each action.
-READ_PERMISSIONS = ("queues.view_task", "queues.view_task_value")
-WRITE_PERMISSIONS = (*READ_PERMISSIONS, "queues.operate_task")
 PREFIX = "eq_"
 LAST_USED_EVERY = timedelta(minutes=1)
 
@@ -99,7 +97,8 @@ def require(token: ApiToken, action: str, queues: Iterable[str]) -> None:
 
 
 def _user_may(user: AbstractBaseUser, action: str) -> bool:
-    needed = READ_PERMISSIONS if action == "read" else WRITE_PERMISSIONS
+    # What the user must be allowed in the dashboard for its token to do ``action``.
+    needed = TOKEN_READ if action == "read" else TOKEN_WRITE
     return bool(user.is_active and user.has_perms(needed))  # type: ignore[attr-defined]
 
 

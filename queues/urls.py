@@ -1,6 +1,7 @@
 from django.urls import converters, path, register_converter
 
 from queues import views
+from queues.actions import TASK_ACTIONS
 
 
 class TaskIdConverter(converters.UUIDConverter):
@@ -10,7 +11,7 @@ class TaskIdConverter(converters.UUIDConverter):
 
 
 class ActionConverter:
-    regex = "retry|release|move|delete"
+    regex = "|".join(TASK_ACTIONS)
 
     def to_python(self, value: str) -> str:
         return value
