@@ -213,7 +213,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
 # In development whitenoise serves straight from the apps' and project's static folders;
 # in production, from STATIC_ROOT with compressed, content-hashed names cached forever.
@@ -248,9 +247,9 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 # The client's address: the connection's, unless proxies are trusted to name it.
 TRUSTED_PROXY_COUNT = int(os.environ.get("DJANGO_TRUSTED_PROXY_COUNT", "0"))
-AXES_CLIENT_IP_CALLABLE = "queues.logins.client_address"
+AXES_CLIENT_IP_CALLABLE = "entroq_site.logins.client_address"
 # The login page again, saying so, with 429 and Retry-After.
-AXES_LOCKOUT_CALLABLE = "queues.logins.lockout_response"
+AXES_LOCKOUT_CALLABLE = "entroq_site.logins.lockout_response"
 
 # An operator's session ends after this long without activity (IdleSessionMiddleware
 # keeps it alive while the operator works; Django then forgets it in the database and
@@ -263,7 +262,7 @@ SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    "img-src": [CSP.SELF],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.NONE],
     "form-action": [CSP.SELF],

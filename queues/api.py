@@ -387,7 +387,9 @@ def whoami(request: HttpRequest, token: ApiToken) -> HttpResponse:
 @login_not_required
 def schema(request: HttpRequest) -> HttpResponse:
     """Return the OpenAPI document of this API."""
-    return JsonResponse(openapi.document(request.build_absolute_uri("/api/v1")))
+    # The API's root is where the project mounted it (``/api/v1`` in this site's).
+    root = request.build_absolute_uri(request.path).removesuffix("/openapi.json")
+    return JsonResponse(openapi.document(root))
 
 
 @csrf_exempt

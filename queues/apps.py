@@ -4,12 +4,7 @@ from django.apps import AppConfig
 from django.core import checks
 from django.db.models.signals import post_migrate
 
-# The dashboard's roles; each holds the permissions of the one before it.
-ROLES = {
-    "EntroQ viewers": ["view_task", "view_auditentry"],
-    "EntroQ operators": ["view_task_value", "operate_task"],
-    "EntroQ supervisors": ["force_task"],
-}
+from queues.permissions import ROLES
 
 
 def create_roles(using: str = "default", **kwargs: Any) -> None:
@@ -32,9 +27,10 @@ class QueuesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from queues import conf
+        from queues import checks as app_checks
 
         # After Django's own handler has created the permissions.
         post_migrate.connect(create_roles, sender=self)
-        checks.register(conf.check_settings, "entroq")
-        checks.register(conf.check_client_addresses, "entroq")
+        checks.register(app_checks.check_settings, "entroq")
+        checks.register(app_checks.check_client_addresses, "entroq")
+        checks.register(app_checks.check_project, "entroq")

@@ -10,7 +10,6 @@ from dataclasses import dataclass, fields
 from typing import Any, get_args
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -122,47 +121,7 @@ def app_settings() -> AppSettings:
     return AppSettings(**{name: value for name, value in given.items() if name in KNOWN})
 
 
-def get(name: str) -> Any:
-    """Return the ENTROQ setting ``name`` (for code not yet on ``app_settings()``)."""
-    if name not in KNOWN:
-        raise KeyError(f"unknown ENTROQ setting {name!r}")
-    return getattr(app_settings(), name)
-
-
 @receiver(setting_changed)
 def _forget(setting: str, **kwargs: Any) -> None:
     if setting == "ENTROQ":
         app_settings.cache_clear()
-
-
-def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    """Warn of ``settings.ENTROQ`` keys this version does not know (a typo, or a
-    setting renamed: ``DASHBOARD_MAX_QUEUES`` became ``DASHBOARD_QUEUES_PER_PAGE``)."""
-    unknown = sorted(set(getattr(settings, "ENTROQ", {})) - KNOWN)
-    return [
-        Warning(
-            f"settings.ENTROQ[{name!r}] is not a setting of this version and is ignored.",
-            hint=f"Known settings: {', '.join(sorted(KNOWN))}.",
-            id="queues.W001",
-        )
-        for name in unknown
-    ]
-
-
-def check_client_addresses(**kwargs: Any) -> list[CheckMessage]:
-    """Warn when the site sits behind a proxy (``SECURE_PROXY_SSL_HEADER``, set by
-    ``DJANGO_HTTPS``) and trusts none of them to name clients: the login throttle then
-    counts every client as the proxy, and a few failed logins lock logging in for all."""
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None) and not getattr(
-        settings, "TRUSTED_PROXY_COUNT", 0
-    ):
-        return [
-            Warning(
-                "Behind a proxy, every client has the proxy's address, so the login "
-                "throttle counts everyone's failures as one address's.",
-                hint="Set DJANGO_TRUSTED_PROXY_COUNT to the number of proxies in front "
-                "that append the client's address to X-Forwarded-For.",
-                id="queues.W002",
-            )
-        ]
-    return []

@@ -23,7 +23,7 @@ import time
 import uuid
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 
@@ -60,7 +60,11 @@ class ServerBusy(BackendUnavailable):
 
 
 class HTTPBackend(Backend):
-    """The store behind an EntroQ server's ``/api/v1``, as the holder of ``token``."""
+    """The store behind an EntroQ HTTP API, as the holder of ``token``.
+
+    ``base_url`` is the API's root (``https://example.com/ops/api``), or a server's
+    address alone (``https://example.com``) for the API at its ``/api/v1``.
+    """
 
     def __init__(
         self,
@@ -71,8 +75,10 @@ class HTTPBackend(Backend):
         retries: int = 3,
         pool_size: int = 16,
     ) -> None:
+        # A bare server address means this project's site, which serves the API at
+        # /api/v1; any path is where a project mounted the API (/ops/api).
         base = base_url.rstrip("/")
-        self.base_url = base if base.endswith(API_PATH) else base + API_PATH
+        self.base_url = base if urlsplit(base).path else base + API_PATH
         self.timeout = timeout
         self.retries = retries
         self._headers = {

@@ -67,8 +67,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--url",
             default=os.environ.get("ENTROQ_URL", ""),
-            help="work through the HTTP API of the EntroQ server at this URL (or ENTROQ_URL), "
-            "with the API token in ENTROQ_TOKEN, instead of through the database",
+            help="work through the HTTP API at this URL (or ENTROQ_URL): a server's address "
+            "for its /api/v1, or the root where a project mounted the API; with the API "
+            "token in ENTROQ_TOKEN, instead of through the database",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
