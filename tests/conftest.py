@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from playwright.sync_api import Browser, sync_playwright
 
 from queues import entroq, metrics, snapshots, tokens
 
@@ -152,3 +154,27 @@ def make_api(superuser: User) -> Callable[..., Api]:
 def api(make_api: Callable[..., Api]) -> Api:
     """A token that may do everything everywhere."""
     return make_api("=read,claim,insert,change,delete")
+
+
+# Chromium, for the pages' tests (tests/browser) and the installed app's: one browser a
+# session, since Playwright's sync API allows one running instance a thread.
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    path = chromium_path()
+    if path is None:
+        message = "Chromium is not installed (apt-get install chromium; make test does it)"
+        if IN_CI:
+            pytest.fail(message + ", and CI=true forbids skipping")
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=path, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        yield launched
+        launched.close()

@@ -29,7 +29,6 @@ from django.db import connection
 from playwright.sync_api import Browser, expect
 
 from queues.entroq import EntroQ, HTTPBackend
-from tests.browser.conftest import browser  # noqa: F401 (a fixture)
 from tests.helpers import ROOT, database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.timeout(900)]
@@ -236,7 +235,7 @@ def wait_for(url: str, seconds: float = 60) -> None:
 def test_a_host_project_runs_the_app_from_its_wheel(
     tmp_path: Path,
     host_database: str,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> None:
     wheel = build_wheel(tmp_path)
     venv = tmp_path / "venv"

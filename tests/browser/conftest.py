@@ -7,15 +7,13 @@ browser fails the run instead of skipping these tests.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.conftest import IN_CI
 from tests.helpers import ROOT
 
 # Playwright's sync API runs an event loop in this thread; the tests still call the
@@ -24,26 +22,6 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "a long test password"
-
-
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    path = chromium_path()
-    if path is None:
-        message = "Chromium is not installed (apt-get install chromium; make test does it)"
-        if IN_CI:
-            pytest.fail(message + ", and CI=true forbids skipping")
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=path, args=["--no-sandbox", "--disable-background-networking"]
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(params=["light", "dark"])
