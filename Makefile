@@ -9,13 +9,14 @@ PYTHON ?= python3
 
 .PHONY: run demo serve bench-dashboard test test-sqlite test-postgres lint bench install migrate browser clean
 
-# Also remade when this file changes, since it names the extras: dev for the tests and
-# linters, bench for the peers the worker benchmark (and so make test) runs.
+# Also remade when this file changes, since it names the extras: site for this
+# repository's site, dev for the tests and linters, bench for the peers the worker
+# benchmark (and so make test) runs.
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is needed (found " + sys.version.split()[0] + "); see .python-version")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[site,dev,bench]'
 	@touch $@
 
 install: $(VENV)/.installed

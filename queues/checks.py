@@ -13,9 +13,10 @@ from typing import Any, cast
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Warning
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from queues.conf import KNOWN
+from queues.conf import KNOWN, app_settings
 
 # Apps whose models, templates or tags the app uses.
 REQUIRED_APPS = {
@@ -46,8 +47,13 @@ TASKS_BACKEND = "queues.tasks_backend.EntroQBackend"
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
     """Warn of ``settings.ENTROQ`` keys this version does not know (a typo, or a
     setting renamed: ``DASHBOARD_MAX_QUEUES`` became ``DASHBOARD_QUEUES_PER_PAGE``)."""
+    problems: list[CheckMessage] = []
+    try:
+        app_settings()
+    except ImproperlyConfigured as error:
+        problems.append(Error(str(error), id="queues.E006"))
     unknown = sorted(set(getattr(settings, "ENTROQ", {})) - KNOWN)
-    return [
+    return problems + [
         Warning(
             f"settings.ENTROQ[{name!r}] is not a setting of this version and is ignored.",
             hint=f"Known settings: {', '.join(sorted(KNOWN))}.",
@@ -142,7 +148,7 @@ def _check_templates() -> list[CheckMessage]:
         for engine in settings.TEMPLATES
         if engine["BACKEND"] == "django.template.backends.django.DjangoTemplates"
     ]
-    if not any(engine.get("APP_DIRS") for engine in django_engines):
+    if not any(_finds_app_templates(engine) for engine in django_engines):
         return [
             Error(
                 "EntroQ's dashboard needs a DjangoTemplates engine that finds the "
@@ -166,20 +172,49 @@ def _check_templates() -> list[CheckMessage]:
     ]
 
 
+def _finds_app_templates(engine: dict[str, Any]) -> bool:
+    """Return whether a DjangoTemplates engine finds templates in apps: ``APP_DIRS``, or
+    the app directories loader among its loaders (perhaps inside the cached one)."""
+    if engine.get("APP_DIRS"):
+        return True
+    pending = list(cast(dict[str, Any], engine.get("OPTIONS", {})).get("loaders", []))
+    while pending:
+        loader = pending.pop()
+        if isinstance(loader, list | tuple):  # (name, *arguments): the cached loader's
+            loader, arguments = loader[0], loader[1:]  # first argument is its loaders
+            for argument in arguments:
+                if isinstance(argument, list | tuple):
+                    pending.extend(argument)
+        if loader == "django.template.loaders.app_directories.Loader":
+            return True
+    return False
+
+
+def _entroq_databases() -> set[str]:
+    """Return the database aliases EntroQ uses: the default, and the TASKS backends'."""
+    used = {"default"}
+    for config in getattr(settings, "TASKS", {}).values():
+        if config.get("BACKEND") == TASKS_BACKEND:
+            used.add(config.get("OPTIONS", {}).get("DATABASE", "default"))
+    return used
+
+
 def _check_sqlite() -> list[CheckMessage]:
     problems: list[CheckMessage] = []
-    for alias, database in settings.DATABASES.items():
+    for alias in sorted(_entroq_databases()):
+        database = settings.DATABASES.get(alias, {})
         if database.get("ENGINE") != "django.db.backends.sqlite3":
             continue
         options = database.get("OPTIONS", {})
         if str(options.get("transaction_mode", "")).upper() != "IMMEDIATE":
             problems.append(
-                Warning(
-                    f"On SQLite database {alias!r}, concurrent workers fail with "
-                    "'database is locked' where two transactions upgrade to writing.",
+                Error(
+                    f"EntroQ on SQLite database {alias!r} needs IMMEDIATE transactions: "
+                    "without them concurrent workers would fail with 'database is "
+                    "locked' (the backend refuses to run).",
                     hint=f'Set DATABASES[{alias!r}]["OPTIONS"]["transaction_mode"] = '
                     '"IMMEDIATE" (and a "timeout" of some seconds).',
-                    id="queues.W005",
+                    id="queues.E005",
                 )
             )
         elif not options.get("timeout"):
@@ -195,7 +230,7 @@ def _check_sqlite() -> list[CheckMessage]:
 
 
 def _check_tasks() -> list[CheckMessage]:
-    backends = {alias: config.get("BACKEND") for alias, config in settings.TASKS.items()}
+    backends = {alias: c.get("BACKEND") for alias, c in getattr(settings, "TASKS", {}).items()}
     if TASKS_BACKEND in backends.values():
         return []
     return [

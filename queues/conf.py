@@ -5,6 +5,7 @@ this version does not know is reported by the system check ``queues.W001``.
 """
 
 import functools
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any, get_args
@@ -16,12 +17,19 @@ from django.dispatch import receiver
 
 from queues.entroq.tasks import DEFAULT_MAX_VALUE_BYTES
 
+ON = frozenset({"1", "true", "yes", "on"})
+OFF = frozenset({"", "0", "false", "no", "off"})
+
 
 def truthy(value: object) -> bool:
-    """Return ``value`` as a switch: "1", "true", "yes" and "on" are on, as text."""
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
+    """Return ``value`` as a switch: as text, "1", "true", "yes" and "on" are on and
+    "0", "false", "no", "off" and "" off; anything else is refused (``ValueError``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ON | OFF:
+        raise ValueError(f"{value!r} is neither on (1, true, yes, on) nor off (0, false, no, off)")
+    return text in ON
 
 
 @dataclass(frozen=True)
@@ -101,14 +109,34 @@ class AppSettings:
             kinds = get_args(field.type) or (field.type,)
             if value is None and type(None) in kinds:
                 continue
-            kind = kinds[0]
             try:
-                converted = truthy(value) if kind is bool else kind(value)
-            except (TypeError, ValueError):
+                converted = _convert(value, kinds[0])
+            except (TypeError, ValueError) as error:
                 raise ImproperlyConfigured(
-                    f"settings.ENTROQ[{field.name!r}] must be {kind.__name__}, not {value!r}"
+                    f"settings.ENTROQ[{field.name!r}] must be {kinds[0].__name__}, "
+                    f"not {value!r} ({error})"
                 ) from None
             object.__setattr__(self, field.name, converted)
+
+
+def _convert(value: object, kind: type) -> object:
+    """Return ``value`` as ``kind``, refusing what would change its meaning."""
+    if kind is bool:
+        return truthy(value)
+    if kind is str:
+        if not isinstance(value, str):  # None would become the text "None"
+            raise TypeError("expected text")
+        return value
+    if isinstance(value, bool) or value is None:
+        raise TypeError("expected a number")
+    number = float(value) if isinstance(value, str) else value
+    if not isinstance(number, int | float) or math.isnan(number):
+        raise TypeError("expected a number")
+    if kind is int:
+        if number != int(number):
+            raise ValueError("expected a whole number")
+        return int(number)
+    return float(number)
 
 
 KNOWN = frozenset(field.name for field in fields(AppSettings))

@@ -78,23 +78,32 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
 
 
 class StatementTimeoutMiddleware:
-    """Run the views of the dashboard and the admin under a statement timeout.
+    """Run the views of the dashboard, and the admin's of this app, under a statement
+    timeout.
 
     A page whose query runs out answers 503 with a page that says so, rather than
     holding a server thread and the database as long as the query would take. An htmx
     request (a live refresh, an action) gets the message in the page's alert area.
-    It must come last among the middleware: it calls the view itself (so no other
-    middleware's ``process_exception`` sees the view's errors, and ``ATOMIC_REQUESTS``
-    would not apply; neither is used here).
+    It must come last among the middleware: it calls those views itself, so no other
+    middleware's ``process_exception`` sees their errors and ``ATOMIC_REQUESTS`` does
+    not wrap them (they need neither: each action is one client-API modification).
     """
 
-    namespaces = frozenset({"queues", "admin"})
+    namespace = "queues"
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
+
+    def applies_to(self, namespace: str, url_name: str) -> bool:
+        """Return whether the view is the dashboard's, or the admin's for this app's
+        models (``admin:queues_task_changelist``): a host project's other views keep
+        their own middleware and ``ATOMIC_REQUESTS``."""
+        if namespace == "admin":
+            return url_name.startswith(f"{self.namespace}_")
+        return namespace == self.namespace
 
     def process_view(
         self,
@@ -104,7 +113,7 @@ class StatementTimeoutMiddleware:
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
         match = request.resolver_match
-        if match is None or match.namespace not in self.namespaces:
+        if match is None or not self.applies_to(match.namespace, match.url_name or ""):
             return None
         seconds = app_settings().DASHBOARD_STATEMENT_SECONDS
         try:

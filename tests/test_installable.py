@@ -39,7 +39,8 @@ SETTINGS = """
 import os
 from pathlib import Path
 
-import dj_database_url
+from urllib.parse import unquote, urlsplit
+
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,7 +89,17 @@ TEMPLATES = [
         },
     },
 ]
-DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
+url = urlsplit(os.environ["DATABASE_URL"])
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(url.path[1:]),
+        "USER": unquote(url.username or ""),
+        "PASSWORD": unquote(url.password or ""),
+        "HOST": url.hostname or "",
+        "PORT": url.port or "",
+    }
+}
 AUTH_USER_MODEL = "shop.Customer"
 LOGIN_URL = "/sign-in/"
 LOGIN_REDIRECT_URL = "/"

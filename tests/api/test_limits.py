@@ -500,13 +500,13 @@ def test_a_listing_reads_no_more_values_than_it_answers(
 ) -> None:
     insert_sized(api, "wide", [1000] * 40)
     read = []
-    row_to_task = django_backend_module._Dialect.row_to_task
+    row_to_task = django_backend_module.Dialect.row_to_task
 
     def counting(self: Any, row: Any) -> Any:
         read.append(0 if row[6] is None else len(row[6]))
         return row_to_task(self, row)
 
-    monkeypatch.setattr(django_backend_module._Dialect, "row_to_task", counting)
+    monkeypatch.setattr(django_backend_module.Dialect, "row_to_task", counting)
     answer = api.get("tasks", {"queue": "wide"}).json()
     assert len(answer["tasks"]) == 1
     assert sum(read) <= 2 * budget, "the other 39 values stay in the database"

@@ -6,6 +6,8 @@ import pytest
 from django.core import checks
 from pytest_django.fixtures import Settings
 
+APP_LOADER = "django.template.loaders.app_directories.Loader"
+
 
 def entroq_checks() -> dict[str, str]:
     return {message.id or "": str(message.hint) for message in checks.run_checks(tags=["entroq"])}
@@ -43,19 +45,40 @@ def test_a_missing_context_processor_is_named(settings: Settings) -> None:
 
 # Only the checks read these databases.
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
-def test_sqlite_without_its_concurrency_options_is_warned_of(settings: Settings) -> None:
-    settings.DATABASES = {
-        **settings.DATABASES,
-        "plain": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
-        "no-wait": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": ":memory:",
-            "OPTIONS": {"transaction_mode": "IMMEDIATE"},
-        },
+def test_sqlite_without_its_concurrency_options_is_named(settings: Settings) -> None:
+    plain = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    no_wait = {**plain, "OPTIONS": {"transaction_mode": "IMMEDIATE"}}
+    settings.DATABASES = {**settings.DATABASES, "tasks": plain, "cache": plain}
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "queues.tasks_backend.EntroQBackend",
+            "OPTIONS": {"DATABASE": "tasks"},
+        }
     }
     found = entroq_checks()
-    assert "DATABASES['plain']" in found["queues.W005"]
-    assert "DATABASES['no-wait']" in found["queues.W006"]
+    assert "DATABASES['tasks']" in found["queues.E005"]
+    assert all("cache" not in hint for hint in found.values()), "EntroQ does not use it"
+    settings.DATABASES = {**settings.DATABASES, "tasks": no_wait}
+    assert "DATABASES['tasks']" in entroq_checks()["queues.W006"]
+
+
+def test_a_cached_app_directories_loader_finds_the_templates(settings: Settings) -> None:
+    engine = {**settings.TEMPLATES[0], "APP_DIRS": False}
+    loaders = ["django.template.loaders.filesystem.Loader"]
+    engine["OPTIONS"] = {**engine["OPTIONS"], "loaders": [loaders]}
+    settings.TEMPLATES = [engine]
+    assert "queues.E003" in entroq_checks()
+    cached = ("django.template.loaders.cached.Loader", [*loaders, APP_LOADER])
+    engine["OPTIONS"] = {**engine["OPTIONS"], "loaders": [cached]}
+    settings.TEMPLATES = [engine]
+    assert "queues.E003" not in entroq_checks()
+
+
+def test_a_setting_of_the_wrong_kind_fails_the_check(settings: Settings) -> None:
+    settings.ENTROQ = {"DASHBOARD_PAGE_SIZE": "fifty"}
+    messages = checks.run_checks(tags=["entroq"])
+    assert [m.id for m in messages] == ["queues.E006"]
+    assert "DASHBOARD_PAGE_SIZE" in messages[0].msg
 
 
 def test_a_project_whose_tasks_go_elsewhere_is_told_how(settings: Settings) -> None:

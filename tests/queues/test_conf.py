@@ -39,7 +39,19 @@ def test_a_change_of_settings_is_seen_at_once(settings: Settings) -> None:
     assert app_settings().BULK_TYPED_CONFIRM == 7
 
 
-def test_a_setting_of_the_wrong_kind_is_named(settings: Settings) -> None:
-    settings.ENTROQ = {"DASHBOARD_PAGE_SIZE": "fifty"}
-    with pytest.raises(ImproperlyConfigured, match=r"ENTROQ\['DASHBOARD_PAGE_SIZE'\] must be int"):
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DASHBOARD_PAGE_SIZE", "fifty"),
+        ("DASHBOARD_PAGE_SIZE", 2.5),  # not made 2
+        ("DASHBOARD_PAGE_SIZE", True),
+        ("API_MAX_WAIT_SECONDS", float("nan")),
+        ("METRICS_BEARER_TOKEN", None),  # not the token "None"
+        ("PREPARE_STATEMENTS", "enable"),  # neither on nor off: not silently off
+        ("METRICS_ALLOW_ANONYMOUS", "ture"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_is_named(settings: Settings, name: str, value: object) -> None:
+    settings.ENTROQ = {name: value}
+    with pytest.raises(ImproperlyConfigured, match=rf"ENTROQ\['{name}'\] must be"):
         app_settings()

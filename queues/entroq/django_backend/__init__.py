@@ -41,9 +41,6 @@ from .sql import (
 from .sqlite import SQLiteDialect
 from .timeouts import QUERY_CANCELED, is_timeout, statement_timeout
 
-# The name the dialect base had when this package was one module (tests patch it).
-_Dialect = Dialect
-
 __all__ = [
     "COLUMNS",
     "COLUMNS_NO_VALUE",
