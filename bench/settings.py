@@ -4,4 +4,9 @@ from entroq_site.settings import *  # noqa: F403
 from entroq_site.settings import INSTALLED_APPS, TASKS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db", "procrastinate.contrib.django", "bench"]
-TASKS = {**TASKS, "db": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["bench"]}}
+TASKS = {
+    **TASKS,
+    # django-tasks-db's backend, and this project's on the same queue name.
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["bench"]},
+    "entroq": {"BACKEND": "queues.tasks_backend.EntroQBackend", "QUEUES": ["bench"]},
+}

@@ -1,46 +1,289 @@
 """Worker processes draining no-op tasks: eqworker beside the peers, in one run.
 
 On a throwaway PostgreSQL cluster at default durability, W worker processes drain N
-no-op tasks, for each contender in turn:
+no-op tasks, for each contender in turn (each on its own tables, refilled and
+vacuumed before its run):
 
-- raw psycopg: one claim statement and one delete a task (the lifecycle benchmark's);
-- ``manage.py eqworker --handler bench.handlers.noop --batch``;
-- django-tasks-db's ``manage.py db_worker --batch`` (the peer a Django user would pick);
-- procrastinate's ``manage.py procrastinate worker --one-shot``.
+- the standard raw loop, the reference for every ratio: psycopg 3, autocommit,
+  automatic preparation, one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``
+  claim and one ``DELETE`` a task, on a table ``t`` of its own (issue 13);
+- ``manage.py eqworker --handler bench.handlers.noop --batch``, and the same with
+  ``--prefetch 10`` (shown as n/a while eqworker has no such option);
+- pgqueuer (asyncpg) at batch size 1 and 10, its ``QueueManager`` in drain mode;
+- procrastinate's ``manage.py procrastinate worker --one-shot``;
+- django-tasks-db's ``manage.py db_worker --batch``;
+- this project's ``django.tasks`` backend: ``manage.py eqworker --django-tasks --batch``
+  (and ``--prefetch 10``); its N ``enqueue()`` calls in one ``transaction.atomic()``
+  are timed beside django-tasks-db's.
 
-Each drain is timed from starting the processes to the last one exiting, so the
-worker programs' start-up (Django's, about half a second) counts against them; the
-raw reference is timed from its start signal. Run with ``make bench`` (``--quick``
-checks in seconds that every contender still runs, as ``make test`` does).
+Each worker process starts, imports and connects, says it is ready and waits; all are
+then told to go at once. A drain is timed from the go to the last process's end of
+work, and client CPU (user + system, every thread) is counted over the same span:
+start-up is left out for every contender alike (it would be a sixth of pgqueuer's
+figure at 20,000 tasks). Commits and WAL bytes come from the server's counters
+(``pg_stat_database``, ``pg_stat_wal``); CPU steal from ``/proc/stat``. Every task is
+counted: each job counts its runs in its process (``bench.handlers``), and a drain
+fails if the sum is not N or any task is left unfinished.
+
+The machine is noisy: compare ratios within one run and per-task costs, not rates
+across runs. Run with ``make bench`` (``--quick`` checks in seconds that every
+contender still runs, as ``make test`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
+import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import quick  # noqa: E402
-from bench.lifecycle import Postgres, django_env, drain, insert_tasks  # noqa: E402
+from bench.lifecycle import Postgres, django_env, fmt, insert_tasks  # noqa: E402
 
 QUEUE = "bench"
-PEERS = ("django_tasks_db", "procrastinate")
+PEERS = ("django_tasks_db", "procrastinate", "pgqueuer", "asyncpg", "uvloop")
+PGQ_ENTRYPOINT = "bench_noop"
+DJANGO_TASKS_DONE = "django-tasks/bench/done"  # EntroQBackend's queue of finished calls
+
+# The standard loop (issue 13, performance-notes.md), on a table of its own.
+STANDARD_TABLE = """
+CREATE TABLE t (
+    id uuid PRIMARY KEY, version int NOT NULL, queue text NOT NULL,
+    at timestamptz NOT NULL, created timestamptz NOT NULL, modified timestamptz NOT NULL,
+    claimant uuid, value bytea NOT NULL, claims int NOT NULL
+);
+CREATE INDEX t_queue_at ON t (queue, at);
+"""
+STANDARD_CLAIM = (
+    "WITH top AS (SELECT id FROM t WHERE queue = %s AND at <= now() LIMIT 1 "
+    "FOR UPDATE SKIP LOCKED) "
+    "UPDATE t SET version = version + 1, claims = claims + 1, "
+    "at = now() + interval '30 seconds', claimant = %s, modified = now() "
+    "FROM top WHERE t.id = top.id RETURNING t.id, t.version, t.value"
+)
+STANDARD_DELETE = "DELETE FROM t WHERE id = %s AND version = %s AND claimant = %s"
+
+
+# Worker processes: set up, say ready, wait for the go, work, report.
+
+
+class Clock:
+    """The span of one worker process's work: wall clock and CPU from the go."""
+
+    started = 0.0
+    cpu = 0.0
+
+    def go(self) -> None:
+        """Say ready, wait for the go; from here on the process's output goes to its log."""
+        print("ready", flush=True)
+        sys.stdin.readline()
+        os.dup2(2, 1)  # the parent reads nothing more from our standard output
+        self.started = time.monotonic()
+        self.cpu = cpu_seconds()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    return usage.ru_utime + usage.ru_stime
+
+
+def standard_loop(url: str, clock: Clock) -> int:
+    """Claim and delete with the standard statements until ``t`` is empty."""
+    import psycopg
+
+    me = uuid.uuid4()
+    done = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        clock.go()
+        while True:
+            row = conn.execute(STANDARD_CLAIM, (QUEUE, me)).fetchone()
+            if row is None:
+                if conn.execute("SELECT 1 FROM t LIMIT 1").fetchone() is None:
+                    return done
+                continue  # the last tasks are in other workers' hands
+            done += conn.execute(STANDARD_DELETE, (row[0], row[1], me)).rowcount
+
+
+def pgqueuer_worker(url: str, batch: int, clock: Clock) -> int:
+    """Run pgqueuer's queue manager in drain mode: it exits once the queue is empty."""
+    import asyncpg
+    import uvloop
+    from pgqueuer import PgQueuer
+    from pgqueuer.models import Job
+    from pgqueuer.types import QueueExecutionMode
+
+    from bench import handlers
+
+    async def work() -> None:
+        conn = await asyncpg.connect(url)
+        pgq = PgQueuer.from_asyncpg_connection(conn)
+
+        @pgq.entrypoint(PGQ_ENTRYPOINT)
+        async def noop(job: Job) -> None:
+            handlers.tick()
+
+        clock.go()
+        await pgq.run(batch_size=batch, mode=QueueExecutionMode.drain)
+        await conn.close()
+
+    uvloop.run(work())
+    return handlers.done()
+
+
+def manage_worker(command: list[str], clock: Clock) -> int:
+    """Run ``manage.py command`` in this process (its system checks left out)."""
+    import django
+
+    django.setup()
+    from django.core.management import get_commands, load_command_class
+
+    from bench import handlers
+
+    name, *args = command
+    cmd = load_command_class(get_commands()[name], name)
+    # Before the subcommand, if any (procrastinate's).
+    argv = ["manage.py", name, "--skip-checks", *args]
+    clock.go()
+    cmd.run_from_argv(argv)
+    return handlers.done()
+
+
+def worker_main(spec: dict[str, Any], url: str, result: str) -> None:
+    clock = Clock()
+    if spec["kind"] == "standard":
+        done = standard_loop(url, clock)
+    elif spec["kind"] == "pgqueuer":
+        done = pgqueuer_worker(url, spec["batch"], clock)
+    else:
+        done = manage_worker(spec["command"], clock)
+    ended = time.monotonic()
+    cpu = cpu_seconds() - clock.cpu
+    Path(result).write_text(
+        json.dumps({"done": done, "cpu": cpu, "started": clock.started, "ended": ended})
+    )
+
+
+# The driver.
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    queue: str  # which queue it drains: a key of FILL and LEFT
+    worker: dict[str, Any]  # what each of its processes runs (worker_main's spec)
+    needs: str = ""  # an eqworker option it needs, shown as n/a while it is missing
+
+    @property
+    def command(self) -> list[str]:
+        return list(self.worker.get("command", []))
+
+
+def eqworker(*args: str) -> dict[str, Any]:
+    return {"kind": "manage", "command": ["eqworker", *args, "--batch"]}
+
+
+HANDLER = ("--handler", "bench.handlers.noop", "--queue", QUEUE)
+DJANGO_TASKS = ("--django-tasks", "--backend", "entroq", "--queue-name", QUEUE)
+PREFETCH = ("--prefetch", "10")
+
+CONTENDERS = [
+    Contender("raw psycopg, standard loop", "standard", {"kind": "standard"}),
+    Contender("eqworker", "entroq", eqworker(*HANDLER)),
+    Contender("eqworker --prefetch 10", "entroq", eqworker(*HANDLER, *PREFETCH), "--prefetch"),
+    Contender("pgqueuer, batch 1", "pgqueuer", {"kind": "pgqueuer", "batch": 1}),
+    Contender("pgqueuer, batch 10", "pgqueuer", {"kind": "pgqueuer", "batch": 10}),
+    Contender(
+        "procrastinate",
+        "procrastinate",
+        {"kind": "manage", "command": ["procrastinate", "worker", "--queues", QUEUE, "--one-shot"]},
+    ),
+    Contender(
+        "django-tasks-db db_worker",
+        "django-tasks-db",
+        {
+            "kind": "manage",
+            "command": [
+                *("db_worker", "--backend", "db", "--queue-name", QUEUE),
+                *("--batch", "--no-startup-delay"),
+            ],
+        },
+    ),
+    Contender("eqworker --django-tasks", "django-tasks", eqworker(*DJANGO_TASKS)),
+    Contender(
+        "eqworker --django-tasks --prefetch 10",
+        "django-tasks",
+        eqworker(*DJANGO_TASKS, *PREFETCH),
+        "--prefetch",
+    ),
+]
+REFERENCE = CONTENDERS[0].name
+
+# What each queue leaves unfinished after a drain.
+LEFT = {
+    "standard": "SELECT count(*) FROM t",
+    "entroq": "SELECT count(*) FROM entroq_task",
+    "pgqueuer": "SELECT count(*) FROM pgqueuer",
+    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
+    "django-tasks-db": (
+        "SELECT count(*) FROM django_tasks_database_dbtaskresult WHERE status <> 'SUCCESSFUL'"
+    ),
+    "django-tasks": f"SELECT count(*) FROM entroq_task WHERE queue <> '{DJANGO_TASKS_DONE}'",
+}
+
+
+@dataclass
+class Run:
+    rate: float
+    cpu_ms: float
+    commits: float
+    wal_bytes: float
+    steal: float | None
+
+
+@dataclass
+class Bench:
+    url: str
+    pg: Postgres
+    tasks: int
+    workers: int
+    enqueues: dict[str, list[float]] = field(default_factory=dict)
 
 
 def env(url: str) -> dict[str, str]:
     return django_env(url, "bench.settings")
 
 
-def manage(url: str, *args: str) -> None:
-    """Run ``manage.py args`` with the peers installed; exit with its errors if it fails."""
+def python(url: str, code: str) -> str:
+    """Run ``code`` in a Django process on the benchmark's settings; return its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import django\ndjango.setup()\n" + code],
+        env=env(url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise SystemExit(f"failed:\n{code}\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def manage(url: str, *args: str) -> str:
+    """Run ``manage.py args``; exit with its errors if it fails."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=env(url),
@@ -50,140 +293,333 @@ def manage(url: str, *args: str) -> None:
     )
     if done.returncode:
         raise SystemExit(f"manage.py {args[0]} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
 
 
-def enqueue(url: str, kind: str, count: int) -> None:
-    """Fill the contender's queue with ``count`` no-op tasks."""
-    code = {
-        "django-tasks-db": (
-            "from django.db import transaction\n"
-            "from bench.tasks import db_noop\n"
-            f"with transaction.atomic():\n    [db_noop.enqueue() for _ in range({count})]\n"
-        ),
-        "procrastinate": (
+def pgqueuer_call(url: str, action: str, count: int = 0) -> None:
+    """Install pgqueuer's schema, or enqueue ``count`` no-op jobs, through its own API."""
+    import asyncpg
+    from pgqueuer import Queries
+
+    async def call() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            queries = Queries.from_asyncpg_connection(conn)
+            if action == "install":
+                await queries.install()
+            else:
+                await queries.enqueue([PGQ_ENTRYPOINT] * count, [None] * count, [0] * count)
+        finally:
+            await conn.close()
+
+    asyncio.run(call())
+
+
+def enqueue_django_tasks(url: str, task: str, count: int) -> float:
+    """Enqueue ``count`` calls of ``task`` in one ``transaction.atomic()``; return calls/s."""
+    out = python(
+        url,
+        "import time\n"
+        "from django.db import transaction\n"
+        f"from bench.tasks import {task}\n"
+        "started = time.perf_counter()\n"
+        "with transaction.atomic():\n"
+        f"    for _ in range({count}):\n"
+        f"        {task}.enqueue()\n"
+        "print(time.perf_counter() - started)\n",
+    )
+    return count / float(out.split()[-1])
+
+
+def fill(bench: Bench, queue: str) -> None:
+    """Empty the tables of ``queue`` and queue N no-op tasks in it."""
+    conn, count = bench.pg.conn, bench.tasks
+    if queue == "standard":
+        conn.execute("DROP TABLE IF EXISTS t")
+        conn.execute(STANDARD_TABLE)
+        conn.execute(
+            "INSERT INTO t SELECT gen_random_uuid(), 0, %s, now(), now(), now(), NULL, "
+            "'{}'::bytea, 0 FROM generate_series(1, %s)",
+            (QUEUE, count),
+        )
+    elif queue in ("entroq", "django-tasks"):
+        conn.execute("TRUNCATE entroq_task")
+        if queue == "entroq":
+            insert_tasks(bench.url, count)
+        else:
+            rate = enqueue_django_tasks(bench.url, "entroq_noop", count)
+            bench.enqueues.setdefault("EntroQBackend", []).append(rate)
+    elif queue == "pgqueuer":
+        conn.execute("TRUNCATE pgqueuer, pgqueuer_log")
+        pgqueuer_call(bench.url, "enqueue", count)
+    elif queue == "procrastinate":
+        conn.execute("TRUNCATE procrastinate_jobs CASCADE")
+        python(
+            bench.url,
             "from bench.tasks import procrastinate_noop\n"
             f"for start in range(0, {count}, 1000):\n"
             f"    n = min(1000, {count} - start)\n"
-            "    procrastinate_noop.batch_defer(*({} for _ in range(n)))\n"
-        ),
-    }[kind]
-    manage(url, "shell", "-c", code)
-
-
-def run_processes(url: str, command: list[str], workers: int) -> float:
-    """Start ``workers`` copies of ``manage.py command``; return seconds until all exit.
-
-    Their logs go to files: a pipe read only at the end would fill up and stall them.
-    """
-    with tempfile.TemporaryDirectory() as folder:
-        logs = [open(Path(folder) / f"worker{i}.log", "w+") for i in range(workers)]  # noqa: SIM115
-        started = time.perf_counter()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), *command],
-                env=env(url),
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-            for log in logs
-        ]
-        for proc, log in zip(procs, logs, strict=True):
-            proc.wait(timeout=3600)
-            if proc.returncode:
-                log.seek(0)
-                raise SystemExit(f"{command[0]} failed:\n{log.read()[-2000:]}")
-        elapsed = time.perf_counter() - started
-        for log in logs:
-            log.close()
-    return elapsed
-
-
-def remaining(pg: Postgres, kind: str) -> int:
-    sql = {
-        "eqworker": "SELECT count(*) FROM entroq_task",
-        "django-tasks-db": "SELECT count(*) FROM django_tasks_database_dbtaskresult "
-        "WHERE status <> 'SUCCESSFUL'",
-        "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
-    }[kind]
-    row = pg.conn.execute(sql).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def measure(url: str, kind: str, workers: int, count: int, pg: Postgres) -> float:
-    """Return tasks per second for one drain by ``kind``."""
-    if kind == "raw-psycopg":
-        insert_tasks(url, count)
-        pg.conn.execute("VACUUM ANALYZE entroq_task")
-        return drain(kind, url, workers, count, pg).rate
-    if kind == "eqworker":
-        insert_tasks(url, count)
-        pg.conn.execute("VACUUM ANALYZE entroq_task")
-        command = ["eqworker", "--handler", "bench.handlers.noop", "--queue", QUEUE, "--batch"]
-    elif kind == "django-tasks-db":
-        enqueue(url, kind, count)
-        command = [
-            "db_worker",
-            "--backend",
-            "db",
-            "--queue-name",
-            QUEUE,
-            "--batch",
-            "--no-startup-delay",
-        ]
+            "    procrastinate_noop.batch_defer(*({} for _ in range(n)))\n",
+        )
+    elif queue == "django-tasks-db":
+        conn.execute("TRUNCATE django_tasks_database_dbtaskresult")
+        rate = enqueue_django_tasks(bench.url, "db_noop", count)
+        bench.enqueues.setdefault("django-tasks-db", []).append(rate)
     else:
-        enqueue(url, kind, count)
-        command = ["procrastinate", "worker", "--queues", QUEUE, "--one-shot"]
-    elapsed = run_processes(url, command, workers)
-    left = remaining(pg, kind)
-    if left:
-        raise SystemExit(f"{kind}: {left} of {count} tasks not done")
-    return count / elapsed
+        raise ValueError(queue)
+    # Every contender starts from tables without dead rows and with fresh statistics.
+    conn.execute("VACUUM ANALYZE")
+
+
+def steal_jiffies() -> tuple[float, float] | None:
+    """Return (total, steal) jiffies from /proc/stat, or None where it cannot be read."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return float(sum(fields)), float(fields[7] if len(fields) > 7 else 0)
+
+
+def drain(bench: Bench, contender: Contender) -> Run:
+    """Start W processes of ``contender``, let them drain its queue, and measure."""
+    with tempfile.TemporaryDirectory(prefix="entroq-bench-") as folder:
+        logs = [Path(folder) / f"worker{i}.log" for i in range(bench.workers)]
+        results = [Path(folder) / f"worker{i}.json" for i in range(bench.workers)]
+        procs = []
+        for log, result in zip(logs, results, strict=True):
+            with log.open("w") as stderr:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            *(sys.executable, __file__, "--url", bench.url),
+                            *("--worker", json.dumps(contender.worker), "--result", str(result)),
+                        ],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                        text=True,
+                        env=env(bench.url),
+                        cwd=ROOT,
+                    )
+                )
+
+        def failed(what: str, log: Path) -> SystemExit:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            return SystemExit(f"{contender.name}: {what}:\n{log.read_text()[-3000:]}")
+
+        for proc, log in zip(procs, logs, strict=True):
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise failed("a worker failed to start", log)
+        bench.pg.settle()
+        commits0, wal0 = bench.pg.counters()
+        steal0 = steal_jiffies()
+        for proc in procs:
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+            proc.stdout.close()
+        for proc, log in zip(procs, logs, strict=True):
+            try:
+                proc.wait(timeout=3600)
+            except subprocess.TimeoutExpired:
+                raise failed("a worker did not finish within the hour", log) from None
+            if proc.returncode:
+                raise failed(f"a worker exited with {proc.returncode}", log)
+        steal1 = steal_jiffies()
+        reports = [json.loads(result.read_text()) for result in results]
+    bench.pg.settle()
+    commits1, wal1 = bench.pg.counters()
+    count = bench.tasks
+    done = sum(r["done"] for r in reports)
+    row = bench.pg.conn.execute(LEFT[contender.queue]).fetchone()
+    left = int(row[0]) if row else -1
+    if done != count or left:
+        raise SystemExit(
+            f"{contender.name}: its jobs ran {done:,} times for {count:,} tasks, and "
+            f"{left:,} are left unfinished: "
+            + ("some ran twice" if done > count else "tasks were lost or not finished")
+        )
+    elapsed = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+    steal = None
+    if steal0 and steal1:
+        steal = 100 * (steal1[1] - steal0[1]) / max(steal1[0] - steal0[0], 1)
+    return Run(
+        rate=count / elapsed,
+        cpu_ms=1000 * sum(r["cpu"] for r in reports) / count,
+        commits=(commits1 - commits0) / count,
+        wal_bytes=(wal1 - wal0) / count,
+        steal=steal,
+    )
+
+
+def median(runs: list[Run]) -> Run:
+    steals = [r.steal for r in runs if r.steal is not None]
+    return Run(
+        rate=statistics.median(r.rate for r in runs),
+        cpu_ms=statistics.median(r.cpu_ms for r in runs),
+        commits=statistics.median(r.commits for r in runs),
+        wal_bytes=statistics.median(r.wal_bytes for r in runs),
+        steal=max(steals) if steals else None,
+    )
+
+
+def eqworker_options(url: str) -> str:
+    """Return ``manage.py eqworker --help``: which options this eqworker has."""
+    return manage(url, "eqworker", "--help")
+
+
+NAME = 38  # the width of the contenders' names
+TARGET = 50  # of the targets'
+
+
+def report(results: dict[str, Run | None], missing: dict[str, str]) -> None:
+    reference = results[REFERENCE]
+    assert reference is not None
+    print(
+        f"\n  {'contender':<{NAME}} {'tasks/s':>8} {'x raw':>6} {'CPU ms/task':>12} "
+        f"{'commits/task':>13} {'WAL B/task':>11} {'steal %':>8}"
+    )
+    for contender in CONTENDERS:
+        if contender.name not in results:
+            continue  # left out by --only
+        run = results[contender.name]
+        if run is None:
+            print(f"  {contender.name:<{NAME}} n/a (no {missing[contender.name]} yet)")
+            continue
+        print(
+            f"  {contender.name:<{NAME}} {run.rate:>8,.0f} {run.rate / reference.rate:>6.2f} "
+            f"{run.cpu_ms:>12.3f} {run.commits:>13.2f} {run.wal_bytes:>11,.0f} "
+            f"{fmt(run.steal, '>8.1f')}"
+        )
+
+
+def report_enqueue(enqueues: dict[str, list[float]], tasks: int) -> None:
+    if not enqueues:
+        return  # neither django.tasks contender ran (--only)
+    print(f"\ndjango.tasks enqueue: {tasks:,} calls in one transaction.atomic()")
+    theirs = enqueues.get("django-tasks-db")
+    for name, rates in enqueues.items():
+        rate = statistics.median(rates)
+        vs = f"  x django-tasks-db {rate / statistics.median(theirs):>5.2f}" if theirs else ""
+        print(f"  {name:<{NAME}} {rate:>8,.0f} calls/s{vs}")
+
+
+def report_targets(results: dict[str, Run | None], enqueues: dict[str, list[float]]) -> None:
+    """The targets of issue 13, as ratios measured in this run."""
+
+    def rate(name: str) -> float | None:
+        run = results.get(name)
+        return run.rate if run else None
+
+    enqueue = {k: statistics.median(v) for k, v in enqueues.items()}
+    targets: list[tuple[str, float | None, float | None, float]] = [
+        ("eqworker / raw loop", rate("eqworker"), rate(REFERENCE), 0.85),
+        (
+            "eqworker --prefetch 10 / pgqueuer batch 10",
+            rate("eqworker --prefetch 10"),
+            rate("pgqueuer, batch 10"),
+            1.0,
+        ),
+        (
+            "eqworker --django-tasks (the faster) / db_worker",
+            max(
+                (r for r in (rate("eqworker --django-tasks"), rate(CONTENDERS[-1].name)) if r),
+                default=None,
+            ),
+            rate("django-tasks-db db_worker"),
+            5.0,
+        ),
+        (
+            "django.tasks enqueue / django-tasks-db",
+            enqueue.get("EntroQBackend"),
+            enqueue.get("django-tasks-db"),
+            2.0,
+        ),
+    ]
+    print("\nTargets of issue 13 (W = 2), ratios of this run")
+    for label, ours, theirs, target in targets:
+        if ours is None or theirs is None:
+            print(f"  {label:<{TARGET}} {'n/a':>6}   target {target:.2f}")
+            continue
+        ratio = ours / theirs
+        verdict = "met" if ratio >= target else "not met"
+        print(f"  {label:<{TARGET}} {ratio:>6.2f}   target {target:.2f}   {verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--tasks", type=int, default=20_000, help="tasks a drain (N)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (W)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each contender")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the contenders whose names contain this (repeat; the raw loop, "
+        "the reference, always runs)",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = quick.parse_args(parser, {"tasks": 300, "repeats": 1})
+    if args.worker:
+        worker_main(json.loads(args.worker), args.url, args.result)
+        return
 
-    missing = [p for p in PEERS if importlib.util.find_spec(p) is None]
-    if missing:
+    missing_peers = [p for p in PEERS if importlib.util.find_spec(p) is None]
+    if missing_peers:
         raise SystemExit(
-            f"the peers {', '.join(missing)} are missing: install the bench extra "
+            f"the peers {', '.join(missing_peers)} are missing: install the bench extra "
             "(make install, or pip install -e '.[bench]')"
         )
 
     from scripts.pgcluster import cluster
 
-    kinds = ["raw-psycopg", "eqworker", "django-tasks-db", "procrastinate"]
     print(
         f"Worker benchmark: {args.tasks:,} no-op tasks, W = {args.workers} worker processes, "
-        f"{args.repeats} run(s) each{quick.note(args)}"
+        f"{args.repeats} run(s) each, {os.cpu_count()} CPUs{quick.note(args)}"
     )
     with cluster() as running:
         url = running.url
         manage(url, "migrate", "--no-input")
-        pg = Postgres(url)
-        rates: dict[str, list[float]] = {k: [] for k in kinds}
+        pgqueuer_call(url, "install")
+        options = eqworker_options(url)
+        missing = {c.name: c.needs for c in CONTENDERS if c.needs and c.needs not in options}
+        chosen = [
+            c
+            for c in CONTENDERS
+            if c.name == REFERENCE or not args.only or any(o in c.name for o in args.only)
+        ]
+        bench = Bench(url, Postgres(url), args.tasks, args.workers)
+        runs: dict[str, list[Run]] = {c.name: [] for c in CONTENDERS}
+        steal_at_start = steal_jiffies()
         for _ in range(args.repeats):
-            for kind in kinds:
-                rates[kind].append(measure(url, kind, args.workers, args.tasks, pg))
-        pg.conn.close()
-    median = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"  {'contender':<16} {'tasks/s':>9} {'x raw':>7} {'eqworker is':>12}")
-    for kind in kinds:
-        vs = (
-            ""
-            if kind in ("raw-psycopg", "eqworker")
-            else (f"{median['eqworker'] / median[kind]:>10.1f}x")
-        )
-        print(
-            f"  {kind:<16} {median[kind]:>9,.0f} "
-            f"{median[kind] / median['raw-psycopg']:>7.2f} {vs:>12}"
-        )
+            for contender in chosen:
+                if contender.name in missing:
+                    continue
+                print(f"  ... {contender.name}", file=sys.stderr, flush=True)
+                fill(bench, contender.queue)
+                runs[contender.name].append(drain(bench, contender))
+        steal_at_end = steal_jiffies()
+        bench.pg.conn.close()
+    results = {c.name: median(runs[c.name]) if runs[c.name] else None for c in chosen}
+    report(results, missing)
+    report_enqueue(bench.enqueues, args.tasks)
+    report_targets(results, bench.enqueues)
+    if steal_at_start and steal_at_end:
+        total = steal_at_end[0] - steal_at_start[0]
+        steal = 100 * (steal_at_end[1] - steal_at_start[1]) / max(total, 1)
+        print(f"\nCPU steal over the whole benchmark: {steal:.1f} %")
+    else:
+        print("\nCPU steal: unknown (/proc/stat cannot be read)")
+    print(
+        "No task lost or run twice: every contender's processes ran each of its "
+        f"{args.tasks:,} tasks once."
+    )
 
 
 if __name__ == "__main__":

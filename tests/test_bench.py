@@ -33,11 +33,29 @@ ROWS = {
         rf"^  entroq +{FIGURE} +{FIGURE} ",
     ],
     "workers.py": [
-        r"^  contender +tasks/s +x raw +eqworker is$",
-        rf"^  raw-psycopg +{FIGURE} +1\.00",
-        rf"^  eqworker +{FIGURE} +{FIGURE} *$",  # the last column is blank
-        rf"^  django-tasks-db +{FIGURE} +{FIGURE} +{FIGURE}x$",
-        rf"^  procrastinate +{FIGURE} +{FIGURE} +{FIGURE}x$",
+        r"^  contender +tasks/s +x raw +CPU ms/task +commits/task +WAL B/task +steal %$",
+        # tasks/s, ratio, CPU ms, commits and WAL bytes a task, then steal (- if unknown).
+        rf"^  raw psycopg, standard loop +{FIGURE} +1\.00( +{FIGURE}){{3}} +({FIGURE}|-)$",
+        *(
+            rf"^  {name} +{FIGURE}( +{FIGURE}){{4}} +({FIGURE}|-)$"
+            for name in (
+                "eqworker",
+                "pgqueuer, batch 1",
+                "pgqueuer, batch 10",
+                "procrastinate",
+                "django-tasks-db db_worker",
+                "eqworker --django-tasks",
+            )
+        ),
+        # Measured once eqworker has --prefetch.
+        *(
+            rf"^  {name} +({FIGURE}( +{FIGURE}){{4}} +({FIGURE}|-)|n/a \(no --prefetch yet\))$"
+            for name in ("eqworker --prefetch 10", "eqworker --django-tasks --prefetch 10")
+        ),
+        rf"^  django-tasks-db +{FIGURE} calls/s +x django-tasks-db +1\.00$",
+        rf"^  EntroQBackend +{FIGURE} calls/s +x django-tasks-db +{FIGURE}$",
+        r"^  eqworker / raw loop +[\d.]+ +target 0\.85 +(met|not met)$",
+        r"^No task lost or run twice",
     ],
     "http_api.py": [
         rf"^  in-process +{FIGURE} +1\.00 ",
