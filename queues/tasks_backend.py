@@ -31,6 +31,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from queues import entroq
+from queues.conf import AppSettings, app_settings
 from queues.entroq.tasks import parse_json
 
 DONE, ERR = "/done", "/err"
@@ -49,9 +50,24 @@ class EntroQBackend(BaseTaskBackend):
         super().__init__(alias, params)
         self.prefix: str = self.options.get("QUEUE_PREFIX", "django-tasks/")
         self.database: str = self.options.get("DATABASE", "default")
+        self._shared: tuple[AppSettings, entroq.EntroQ] | None = None
 
     def client(self) -> entroq.EntroQ:
+        """Return a new client on the backend's database (each worker thread has one)."""
         return entroq.EntroQ(entroq.DjangoBackend(self.database))
+
+    def shared_client(self) -> entroq.EntroQ:
+        """Return the one client that enqueues and reads results for this backend.
+
+        Every thread shares it: a client holds only a claimant ID, and its backend
+        runs on each thread's own connection and keeps each thread's prepared
+        cursor. A new one is made when ``settings.ENTROQ`` changes (its value limit).
+        """
+        conf = app_settings()
+        shared = self._shared
+        if shared is None or shared[0] is not conf:
+            shared = self._shared = (conf, self.client())
+        return shared[1]
 
     def queue_for(self, queue_name: str) -> str:
         """Return the EntroQ queue of the Django task queue ``queue_name``."""
@@ -69,11 +85,19 @@ class EntroQBackend(BaseTaskBackend):
             "args": normalize_json(list(args)),
             "kwargs": normalize_json(dict(kwargs)),
         }
-        [stored], _ = self.client().modify(
-            entroq.inserting_into(
-                self.queue_for(task.queue_name),
-                value=json.dumps(payload).encode(),
-                at=task.run_after,
+        client = self.shared_client()
+        # One insert: one statement (see ``DjangoBackend.modify``). Inside the caller's
+        # transaction it is part of it: undone by its rollback, seen by others at commit.
+        [stored], _ = client.backend.modify(
+            entroq.Modification(
+                claimant=client.id,
+                inserts=[
+                    entroq.TaskData(
+                        queue=self.queue_for(task.queue_name),
+                        value=json.dumps(payload).encode(),
+                        at=task.run_after,
+                    )
+                ],
             )
         )
         result = self._result(task, stored, payload, TaskResultStatus.READY)
@@ -83,7 +107,7 @@ class EntroQBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
         try:
             task_id = uuid.UUID(result_id)
-            [stored] = self.client().tasks(ids=[task_id])
+            [stored] = self.shared_client().tasks(ids=[task_id])
         except ValueError:
             raise TaskResultDoesNotExist(result_id) from None
         if not stored.queue.startswith(self.prefix):
@@ -155,7 +179,7 @@ class EntroQBackend(BaseTaskBackend):
                 value = task.call(*result.args, **result.kwargs)
             payload["return_value"] = normalize_json(value)
             size = len(json.dumps(payload).encode())  # refuse what cannot be stored
-            if size > entroq.DjangoBackend(self.database).max_value_bytes:
+            if size > app_settings().MAX_VALUE_BYTES:
                 raise ValueError(f"the result of {size} bytes is over the value limit")
             status, queue = TaskResultStatus.SUCCESSFUL, stored.queue + DONE
         except Exception as error:  # the task's failure is its result

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 from .backend import (
     DEFAULT_CLAIM_DURATION,
     DEFAULT_CLAIM_POLL_TIME,
+    MAX_CLAIM,
     Backend,
     ClaimQuery,
+    ModifyOutcome,
     Notifier,
     QueuesQuery,
     TasksQuery,
@@ -38,6 +40,7 @@ from .modify import (
     new_modification,
     with_modification,
 )
+from .prefetch import Acks, Prefetcher
 from .tasks import (
     DEFAULT_MAX_VALUE_BYTES,
     MAX_QUEUE_LENGTH,
@@ -70,7 +73,9 @@ __all__ = [
     "DEFAULT_CLAIM_DURATION",
     "DEFAULT_CLAIM_POLL_TIME",
     "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_CLAIM",
     "MAX_QUEUE_LENGTH",
+    "Acks",
     "Backend",
     "BackendUnavailable",
     "ClaimQuery",
@@ -83,8 +88,10 @@ __all__ = [
     "MemoryBackend",
     "Modification",
     "ModifyArg",
+    "ModifyOutcome",
     "MoveTaskError",
     "Notifier",
+    "Prefetcher",
     "QueueStat",
     "QueuesQuery",
     "RetryTaskError",

@@ -11,20 +11,28 @@ polling. The shared test suite in ``tests/entroq/test_backends.py`` states the s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import random
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .errors import ClaimTimeout
+from .errors import ClaimTimeout, DependencyError
 from .modify import Modification
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task
 
 DEFAULT_CLAIM_DURATION = 30.0
 DEFAULT_CLAIM_POLL_TIME = 30.0
+# What ``Backend.modify_each`` answers for one modification: its inserted and changed
+# tasks, or why it was refused.
+ModifyOutcome = tuple[list[Task], list[Task]] | DependencyError | ValueError
+
+# The most tasks one batched claim takes.
+MAX_CLAIM = 1000
 # Claims pick at random among this many of the oldest available tasks of a queue:
 # close to first in, first out, yet a task that crashes its workers cannot block the head.
 CLAIM_CANDIDATES = 16
@@ -32,12 +40,14 @@ CLAIM_CANDIDATES = 16
 
 @dataclass(frozen=True, slots=True)
 class ClaimQuery:
-    """A claim of one task from any of ``queues`` for ``duration`` seconds."""
+    """A claim of one task (up to ``limit`` tasks, for ``try_claim_many`` and
+    ``claim_many``) from any of ``queues`` for ``duration`` seconds."""
 
     queues: tuple[str, ...]
     claimant: uuid.UUID
     duration: float = DEFAULT_CLAIM_DURATION
     poll_time: float = DEFAULT_CLAIM_POLL_TIME
+    limit: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,24 @@ class Notifier:
             event.set()
 
 
+def claim_in_turns(claim: Callable[[ClaimQuery], Task | None], query: ClaimQuery) -> list[Task]:
+    """Claim up to ``query.limit`` tasks with ``claim``, one at a time, taking turns
+    across the queues (in a random order) until the limit or until all are empty."""
+    queues = list(query.queues)
+    random.shuffle(queues)
+    claimed: list[Task] = []
+    while queues and len(claimed) < query.limit:
+        for queue in list(queues):
+            task = claim(dataclasses.replace(query, queues=(queue,), limit=1))
+            if task is None:
+                queues.remove(queue)
+                continue
+            claimed.append(task)
+            if len(claimed) == query.limit:
+                break
+    return claimed
+
+
 def _wait(woken: threading.Event, seconds: float, stop: threading.Event | None) -> None:
     """Wait until ``woken`` is set or ``seconds`` pass; raise ``ClaimTimeout`` on ``stop``."""
     if stop is None:
@@ -161,6 +189,22 @@ class Backend(ABC):
         ``ValueError`` (before touching anything) when it is malformed.
         """
 
+    def modify_each(self, mods: Sequence[Modification]) -> list[ModifyOutcome]:
+        """Apply each of ``mods`` all or nothing on its own; return, in order, each one's
+        inserted and changed tasks or the error that refused it (``DependencyError``,
+        ``ValueError``), so that one refused modification fails no other.
+
+        The default applies them one at a time; backends override it to apply what
+        they can together (the database backends delete finished tasks in one step).
+        """
+        outcomes: list[ModifyOutcome] = []
+        for mod in mods:
+            try:
+                outcomes.append(self.modify(mod))
+            except (DependencyError, ValueError) as error:
+                outcomes.append(error)
+        return outcomes
+
     @abstractmethod
     def tasks(self, query: TasksQuery) -> list[Task]:
         """Return tasks of a queue ordered by ``at`` then ``id``, or by ``query.ids``.
@@ -187,6 +231,14 @@ class Backend(ABC):
         """Return the sizes of the matching non-empty queues."""
         return {name: stat.size for name, stat in self.queue_stats(query).items()}
 
+    def try_claim_many(self, query: ClaimQuery) -> list[Task]:
+        """Claim up to ``query.limit`` available tasks, each with its own version and
+        lease, or return ``[]`` at once; fair across the queues as single claims are.
+
+        The default claims one at a time; backends override it to claim in one step.
+        """
+        return claim_in_turns(self.try_claim, query)
+
     def claim(
         self,
         query: ClaimQuery,
@@ -194,8 +246,18 @@ class Backend(ABC):
         stop: threading.Event | None = None,
     ) -> Task:
         """Block until a task is claimed; raise ``ClaimTimeout`` after ``timeout`` seconds
-        or as soon as ``stop`` is set.
+        or as soon as ``stop`` is set (see ``claim_many``)."""
+        return self.claim_many(dataclasses.replace(query, limit=1), timeout, stop)[0]
 
+    def claim_many(
+        self,
+        query: ClaimQuery,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Task]:
+        """Block until at least one task is claimed; return up to ``query.limit`` of them.
+
+        Raise ``ClaimTimeout`` after ``timeout`` seconds or as soon as ``stop`` is set.
         Tries again when a subscribed queue is notified, when the earliest task of the
         queues is due, and every ``query.poll_time`` seconds at the latest.
         """
@@ -204,9 +266,9 @@ class Backend(ABC):
         with self.subscribe(query.queues) as woken:
             while True:
                 woken.clear()
-                task, arrival = self.try_claim_or_arrival(query)
-                if task is not None:
-                    return task
+                tasks, arrival = self.try_claim_or_arrival(query)
+                if tasks:
+                    return tasks
                 wait = query.poll_time
                 if arrival is not None and arrival <= 0:
                     # Due but not won: others claimed it first, or a transaction holds
@@ -225,13 +287,14 @@ class Backend(ABC):
                     wait = min(wait, remaining)
                 _wait(woken, wait, stop)
 
-    def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
-        """Try to claim; when nothing is claimed, also return ``seconds_until_arrival``.
+    def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[list[Task], float | None]:
+        """Try to claim up to ``query.limit`` tasks; when none is claimed, also return
+        ``seconds_until_arrival``.
 
         Override to answer both in fewer round trips than the two calls.
         """
-        task = self.try_claim(query)
-        return task, None if task is not None else self.seconds_until_arrival(query.queues)
+        tasks = self.try_claim_many(query)
+        return tasks, None if tasks else self.seconds_until_arrival(query.queues)
 
     @contextlib.contextmanager
     def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:

@@ -13,8 +13,10 @@ from typing import Any
 from .backend import (
     DEFAULT_CLAIM_DURATION,
     DEFAULT_CLAIM_POLL_TIME,
+    MAX_CLAIM,
     Backend,
     ClaimQuery,
+    ModifyOutcome,
     QueuesQuery,
     TasksQuery,
 )
@@ -118,16 +120,20 @@ class EntroQ:
         duration: Duration,
         poll_time: Duration,
         claimant: uuid.UUID | None,
+        limit: int = 1,
     ) -> ClaimQuery:
         if not queues:
             raise ValueError("claim needs at least one queue")
         for queue in queues:
             check_queue(queue)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
+            raise ValueError(f"limit must be an int from 1 to {MAX_CLAIM}, got {limit!r}")
         return ClaimQuery(
             queues=tuple(dict.fromkeys(queues)),
             claimant=self._id if claimant is None else as_uuid(claimant, "claimant"),
             duration=seconds(duration, "duration"),
             poll_time=seconds(poll_time, "poll_time"),
+            limit=limit,
         )
 
     def try_claim(
@@ -158,6 +164,42 @@ class EntroQ:
         wait = None if timeout is None else seconds(timeout, "timeout")
         return self.backend.claim(query, timeout=wait, stop=stop)
 
+    def try_claim_many(
+        self,
+        *queues: str,
+        limit: int,
+        duration: Duration = DEFAULT_CLAIM_DURATION,
+        claimant: uuid.UUID | None = None,
+    ) -> list[Task]:
+        """Claim up to ``limit`` tasks from ``queues``, each for ``duration`` with its own
+        version and lease; return them (``[]`` at once if none is available).
+
+        Fair across the queues and random within each, as ``try_claim`` is; on the
+        database backends one statement claims them all.
+        """
+        return self.backend.try_claim_many(
+            self._claim_query(queues, duration, DEFAULT_CLAIM_POLL_TIME, claimant, limit)
+        )
+
+    def claim_many(
+        self,
+        *queues: str,
+        limit: int,
+        duration: Duration = DEFAULT_CLAIM_DURATION,
+        poll_time: Duration = DEFAULT_CLAIM_POLL_TIME,
+        timeout: Duration | None = None,
+        claimant: uuid.UUID | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Task]:
+        """Wait until at least one task can be claimed; claim up to ``limit`` (see
+        ``try_claim_many``). Raise ``ClaimTimeout`` once ``timeout`` passes or ``stop``
+        is set."""
+        query = self._claim_query(queues, duration, poll_time, claimant, limit)
+        if query.poll_time <= 0:
+            raise ValueError("poll_time must be positive")
+        wait = None if timeout is None else seconds(timeout, "timeout")
+        return self.backend.claim_many(query, timeout=wait, stop=stop)
+
     # Modifications.
 
     def modify(
@@ -181,6 +223,19 @@ class EntroQ:
                 if not (only_collisions and colliding and colliding <= skippable):
                     raise
                 mod = mod.without_inserts(colliding)
+
+    def modify_each(
+        self, *groups: Sequence[ModifyArg], claimant: uuid.UUID | None = None
+    ) -> list[ModifyOutcome]:
+        """Apply each group of modify arguments all or nothing on its own, together
+        where the backend can (finished tasks' deletions: one statement and one
+        commit); return, in order, each one's ``(inserted, changed)`` or the
+        ``DependencyError`` or ``ValueError`` that refused it, which fails no other.
+
+        ``skip_colliding`` inserts are not retried without their collisions here.
+        """
+        who = self._id if claimant is None else as_uuid(claimant, "claimant")
+        return self.backend.modify_each([new_modification(who, *group) for group in groups])
 
     # Listings.
 

@@ -160,6 +160,19 @@ class HTTPBackend(Backend):
             if deadline is not None and time.monotonic() >= deadline:
                 raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
 
+    def claim_many(
+        self,
+        query: ClaimQuery,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Task]:
+        """Long-poll for one task (see ``claim``), then take up to ``query.limit - 1``
+        more that are available at once."""
+        first = self.claim(query, timeout, stop)
+        if query.limit <= 1:
+            return [first]
+        return [first, *self.try_claim_many(dataclasses.replace(query, limit=query.limit - 1))]
+
     def _stoppable(self, query: ClaimQuery, wait: float, stop: threading.Event) -> Task | None:
         if stop.is_set():
             raise ClaimTimeout("claim stopped")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from .backend import ModifyOutcome
 from .errors import (
     BackendUnavailable,
     ClaimTimeout,
@@ -27,6 +28,7 @@ from .modify import (
     new_modification,
     with_modification,
 )
+from .prefetch import Acks, Prefetcher
 from .tasks import MAX_ERR_LENGTH, Duration, Task, seconds
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class WorkerClient(LeaseClient, Protocol):
     def modify(self, *args: ModifyArg) -> tuple[list[Task], list[Task]]: ...
 
 
+NOT_STORED = "outcome not stored, redelivered when its lease lapses"
 # While the store is unavailable a run waits this long, doubling up to the most.
 OUTAGE_BACKOFF = 1.0
 MAX_OUTAGE_BACKOFF = 30.0
@@ -101,6 +104,8 @@ class Worker:
         *,
         max_tasks: int = 0,
         until_empty: bool = False,
+        prefetcher: Prefetcher | None = None,
+        acks: Acks | None = None,
     ) -> int:
         """Claim and process tasks until ``stop`` is set; return how many were processed.
 
@@ -116,6 +121,11 @@ class Worker:
         the run. The task in hand always finishes before a stop takes effect.
         ``max_tasks`` ends the run after that many tasks; ``until_empty`` when no task is
         left to claim.
+
+        With a ``prefetcher`` (shared by the workers of a process, with this worker's
+        claimant ID), tasks come from its batches instead of one claim each; with
+        ``acks``, a task's finishing modification is applied together with others'
+        (its outcome is logged when applied).
         """
         keeper = LeaseKeeper(self.client, self.lease)  # refuses to run inside a transaction
         stop = stop or threading.Event()
@@ -124,12 +134,19 @@ class Worker:
         try:
             while not stop.is_set() and not (max_tasks and done >= max_tasks):
                 try:
-                    task = self._claim(stop, until_empty)
+                    if prefetcher is not None:
+                        task = prefetcher.take(stop, until_empty)
+                    else:
+                        task = self._claim(stop, until_empty)
                     if task is None:
                         break
                     backoff = OUTAGE_BACKOFF
                     done += 1
-                    self._process(task, work, keeper)
+                    try:
+                        self._process(task, work, keeper, acks)
+                    finally:
+                        if prefetcher is not None:
+                            prefetcher.finished()
                 except BackendUnavailable as error:
                     # Claims held meanwhile lapse and their tasks are redelivered.
                     logger.warning("store unavailable (%s); trying again in %g s", error, backoff)
@@ -149,7 +166,9 @@ class Worker:
         except ClaimTimeout:
             return None  # stopped while waiting
 
-    def _process(self, task: Task, work: Work, keeper: LeaseKeeper) -> None:
+    def _process(
+        self, task: Task, work: Work, keeper: LeaseKeeper, acks: Acks | None = None
+    ) -> None:
         """Run ``work`` on a claimed ``task`` and apply the outcome."""
         started = time.monotonic()
         keeper.hold([task])
@@ -181,15 +200,16 @@ class Worker:
             self._log(task, "lease lost, abandoned", started, error)
             return
         try:
-            outcome = self._finish(task, current, args, failure)
+            outcome = self._finish(task, current, args, failure, acks, started)
         except DependencyError as error:
             self._log(task, "dependency error", started, error)
             self._dependency_error(error)
             return
         except BackendUnavailable as error:
-            self._log(task, "outcome not stored, redelivered when its lease lapses", started, error)
+            self._log(task, NOT_STORED, started, error)
             raise
-        self._log(task, outcome, started, failure)
+        if outcome is not None:
+            self._log(task, outcome, started, failure)
 
     def _finish(
         self,
@@ -197,8 +217,11 @@ class Worker:
         current: Task,
         args: Sequence[ModifyArg],
         failure: MoveTaskError | RetryTaskError | None,
-    ) -> str:
-        """Store the outcome of ``work`` for ``current``; return it in words.
+        acks: Acks | None = None,
+        started: float = 0.0,
+    ) -> str | None:
+        """Store the outcome of ``work`` for ``current``; return it in words (``None``
+        when ``acks`` apply it later, and report it then).
 
         A modification the store refuses as malformed (``ValueError``: an ID twice, a
         value over the limit) moves the task to its error queue, and a move that cannot
@@ -213,14 +236,41 @@ class Worker:
         if failure is not None:
             return self._move_or_retry(current, _err_text(failure))
         # Not what work returned being no modification (a TypeError): a bug to see.
-        modification = with_modification(self._rewrite(args, original, current))
+        rewritten = self._rewrite(args, original, current)
+        if acks is not None:
+            rewritten.claimant = self.client.id
+            acks.submit(rewritten, lambda outcome: self._acknowledged(current, outcome, started))
+            return None
         try:
-            self.client.modify(modification)
+            self.client.modify(with_modification(rewritten))
             return "done"
         except ValueError as error:
             reason = _err_text(f"the work's modification was refused: {error}")
             logger.warning("task %s from %s: %s", current.id, current.queue, reason)
             return f"{self._move_or_retry(current, reason)} ({reason})"
+
+    def _acknowledged(
+        self, current: Task, outcome: ModifyOutcome | BackendUnavailable, started: float
+    ) -> None:
+        """Report what became of a finishing modification that ``Acks`` applied."""
+        if isinstance(outcome, DependencyError):
+            self._log(current, "dependency error", started, outcome)
+            self._dependency_error(outcome)
+        elif isinstance(outcome, BackendUnavailable):
+            self._log(
+                current, "outcome not stored, redelivered when its lease lapses", started, outcome
+            )
+        elif isinstance(outcome, ValueError):
+            reason = _err_text(f"the work's modification was refused: {outcome}")
+            logger.warning("task %s from %s: %s", current.id, current.queue, reason)
+            try:
+                moved = self._move_or_retry(current, reason)
+            except (DependencyError, BackendUnavailable) as error:
+                self._log(current, "refused, and not moved", started, error)
+                return
+            self._log(current, f"{moved} ({reason})", started, None)
+        else:
+            self._log(current, "done", started, None)
 
     def _move_or_retry(self, current: Task, message: str) -> str:
         """Move ``current`` to its error queue; if that cannot be, retry it later."""

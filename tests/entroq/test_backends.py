@@ -438,6 +438,125 @@ def test_concurrent_claims_never_return_the_same_task(eq: EntroQ) -> None:
     assert len({c.id for c in claimed}) == 200
 
 
+def test_a_batched_claim_leases_each_task_on_its_own(eq: EntroQ) -> None:
+    before = eq.time()
+    inserted = [insert(eq) for _ in range(3)]
+
+    claimed = eq.try_claim_many("q", limit=5, duration=60)
+
+    assert sorted(t.id for t in claimed) == sorted(t.id for t in inserted)
+    by_id = {t.id: t for t in inserted}
+    for task in claimed:
+        assert task.version == by_id[task.id].version + 1
+        assert (task.claimant, task.claims) == (eq.id, 1)
+        assert task.at >= before + timedelta(seconds=59)
+    assert eq.try_claim_many("q", limit=5) == []
+    # Each lease is its own: one task finished, another released, the third still held.
+    eq.modify(claimed[0].as_deletion(), claimed[1].as_change(at=eq.time()))
+    assert [t.id for t in eq.try_claim_many("q", limit=5)] == [claimed[1].id]
+
+
+def test_a_batched_claim_takes_turns_across_queues(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("big") for _ in range(40)))
+    eq.modify(*(entroq.inserting_into("small") for _ in range(4)))
+
+    claimed = eq.try_claim_many("big", "small", "empty", limit=6, duration=60)
+
+    assert Counter(t.queue for t in claimed) == {"big": 3, "small": 3}
+
+
+def test_a_batched_claim_takes_no_more_than_its_limit_and_refuses_bad_limits(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("q") for _ in range(10)))
+    assert len(eq.try_claim_many("q", limit=4)) == 4
+    for bad in (0, -1, 1001, 2.5, True):
+        with pytest.raises(ValueError, match="limit"):
+            eq.try_claim_many("q", limit=bad)  # type: ignore[arg-type]
+
+
+def test_concurrent_batched_claims_never_return_the_same_task(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into(f"q{i % 3}") for i in range(300)))
+    claimed: list[entroq.TaskID] = []
+    lock = threading.Lock()
+
+    def claim_all() -> None:
+        try:
+            client = EntroQ(eq.backend)
+            while tasks := client.try_claim_many("q0", "q1", "q2", limit=7, duration=60):
+                with lock:
+                    claimed.extend(t.id_version() for t in tasks)
+        finally:
+            eq.backend.release_thread()
+
+    threads = [threading.Thread(target=claim_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(claimed) == 300
+    assert len({c.id for c in claimed}) == 300
+
+
+def test_a_blocking_batched_claim_is_woken_by_an_insert(eq: EntroQ, other: EntroQ) -> None:
+    results: list[list[entroq.Task]] = []
+    ready = threading.Event()
+
+    def wait_for_tasks() -> None:
+        ready.set()
+        try:
+            results.append(other.claim_many("q", limit=5, poll_time=30, timeout=10))
+        finally:
+            other.backend.release_thread()
+
+    waiter = threading.Thread(target=wait_for_tasks)
+    waiter.start()
+    ready.wait()
+    time.sleep(0.3)
+    inserted, _ = eq.modify(*(entroq.inserting_into("q") for _ in range(3)))
+    waiter.join(10)
+
+    assert len(results) == 1
+    assert 1 <= len(results[0]) <= 3
+    assert {t.id for t in results[0]} <= {t.id for t in inserted}
+    with pytest.raises(entroq.ClaimTimeout):
+        EntroQ(eq.backend).claim_many("empty", limit=2, timeout=0.3)
+
+
+def test_modify_each_applies_each_on_its_own(eq: EntroQ, other: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("q") for _ in range(4)))
+    mine = eq.try_claim_many("q", limit=4, duration=60)
+    theirs = insert(eq, "held")
+    held = other.try_claim("held", duration=60)
+    assert held is not None
+    stale = dataclasses.replace(mine[1], version=mine[1].version - 1)
+    some_id = uuid.uuid4()
+
+    outcomes = eq.modify_each(
+        [mine[0].as_deletion()],
+        [stale.as_deletion()],
+        [mine[2].as_deletion()],
+        [held.as_deletion()],
+        [entroq.inserting_into("next", value=b"made")],
+        [entroq.inserting_into("next", id=some_id), entroq.inserting_into("next", id=some_id)],
+        [mine[3].as_deletion()],
+    )
+
+    assert outcomes[0] == ([], [])
+    assert outcomes[2] == ([], [])
+    assert outcomes[6] == ([], [])
+    assert isinstance(outcomes[1], entroq.DependencyError)
+    assert outcomes[1].deletes == [stale.id_version()]
+    assert isinstance(outcomes[3], entroq.DependencyError)
+    assert outcomes[3].claims == [held.id_version()]
+    inserted = outcomes[4]
+    assert isinstance(inserted, tuple)
+    assert [t.value for t in inserted[0]] == [b"made"]
+    assert isinstance(outcomes[5], ValueError)
+    assert [t.id for t in eq.tasks("q")] == [mine[1].id]
+    assert [t.id for t in eq.tasks("held")] == [theirs.id]
+    assert [t.value for t in eq.tasks("next")] == [b"made"]
+
+
 def test_queue_matching_by_prefix_and_exact_name(eq: EntroQ) -> None:
     for queue in ("jobs/a", "jobs/b", "jobs/b", "other", "jobs_x", "JOBS/c"):
         insert(eq, queue)

@@ -59,6 +59,116 @@ def test_a_failed_fast_delete_reports_why(eq: EntroQ) -> None:
     assert held.value.claims == [claimed.id_version()]
 
 
+def test_a_lone_insert_is_one_statement_and_a_taken_id_still_collides(eq: EntroQ) -> None:
+    from queues.models import Task as TaskRow
+
+    explicit = uuid.uuid4()
+    with CaptureQueriesContext(connection) as insert:
+        [task], _ = eq.modify(entroq.inserting_into("q", id=explicit, err="card 4242 declined"))
+    [later], _ = eq.modify(entroq.inserting_into("later", arrival_in=60))
+
+    assert len(insert) == 1, [q["sql"] for q in insert.captured_queries]
+    assert eq.tasks("q") == [task]
+    assert (task.id, task.version, task.claimant, task.at) == (explicit, 0, eq.id, task.created)
+    assert TaskRow.objects.get(id=explicit).err_kind == "card <n> declined"
+    assert eq.tasks("later") == [later]
+    assert later.at - later.created == timedelta(seconds=60), "from the store's clock"
+    with pytest.raises(entroq.DependencyError) as collided:
+        eq.modify(entroq.inserting_into("other", id=explicit))
+    assert collided.value.inserts == [entroq.TaskID(explicit, 0)]
+    assert not collided.value.has_missing()
+    assert not collided.value.has_claims()
+    with transaction.atomic():  # the caller's transaction goes on after a collision
+        with pytest.raises(entroq.DependencyError):
+            eq.modify(entroq.inserting_into("other", id=explicit))
+        eq.modify(entroq.inserting_into("other"))
+    assert eq.modify(entroq.inserting_into("q", id=explicit, skip_colliding=True)) == ([], [])
+    assert eq.queues() == {"q": 1, "later": 1, "other": 1}
+
+
+def test_a_lone_insert_wakes_waiting_claims_when_it_commits(eq: EntroQ) -> None:
+    with eq.backend.subscribe(["wake"]) as woken:
+        with transaction.atomic():
+            eq.modify(entroq.inserting_into("wake"))
+            assert not woken.wait(0.3), "woken before the insert committed"
+        assert woken.wait(5)
+        woken.clear()
+        with transaction.atomic():
+            eq.modify(entroq.inserting_into("wake"))
+            transaction.set_rollback(True)
+        assert not woken.wait(0.3), "woken by an insert that rolled back"
+    assert eq.queues() == {"wake": 1}
+
+
+@pytest.mark.postgres  # SQLite's claims would wait for our write lock, not for word
+def test_a_claim_waiting_in_another_thread_wakes_on_a_lone_insert(eq: EntroQ) -> None:
+    woke: list[tuple[float, bytes]] = []
+
+    def wait() -> None:
+        try:
+            task = EntroQ(eq.backend).claim("wake", poll_time=30, timeout=20)
+            woke.append((time.monotonic(), task.value))
+        finally:
+            eq.backend.release_thread()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)  # the waiter has found the queue empty and sleeps
+    with transaction.atomic():
+        eq.modify(entroq.inserting_into("wake", value=b"hello"))
+        time.sleep(0.3)
+        assert woke == [], "an uncommitted insert is seen by no one"
+    committed = time.monotonic()
+    waiter.join(25)
+
+    [(woke_at, value)] = woke
+    assert value == b"hello"
+    assert woke_at - committed < 1.0
+
+
+def test_a_lone_change_is_one_statement_and_a_refused_one_reports_why(eq: EntroQ) -> None:
+    from queues.models import Task as TaskRow
+
+    backend = eq.backend
+    assert isinstance(backend, entroq.DjangoBackend)
+    [task, other], _ = eq.modify(entroq.inserting_into("q"), entroq.inserting_into("h"))
+    claimed = eq.try_claim("q", duration=60)
+    assert claimed is not None
+    backend.departures.take()  # what earlier tests in this process counted
+
+    with CaptureQueriesContext(connection) as change:
+        [moved] = eq.modify(claimed.as_change(queue="q/done", value=b"result"))[1]
+
+    if connection.vendor == "postgresql":  # SQLite takes the full path
+        assert len(change) == 1, [q["sql"] for q in change.captured_queries]
+    assert (moved.queue, moved.value, moved.version) == ("q/done", b"result", claimed.version + 1)
+    assert moved.claimant is None, "a change arriving now releases the task"
+    assert eq.tasks("q/done") == [moved]
+    assert [queue for queue, _, _ in backend.departures.take()] == ["q"]
+    with pytest.raises(entroq.DependencyError) as stale:
+        eq.modify(claimed.as_change(value=b"again"))
+    assert stale.value.changes == [claimed.id_version()]
+    held = eq.try_claim("h", duration=60)
+    assert held is not None
+    with pytest.raises(entroq.DependencyError) as refused:
+        EntroQ(backend).modify(held.as_change(value=b"x"))
+    assert refused.value.claims == [held.id_version()]
+    [renewed] = eq.modify(held.as_change(arrival_in=30, err="card 4242 declined"))[1]
+    assert (renewed.claimant, renewed.err, renewed.value) == (eq.id, "card 4242 declined", b"")
+    assert renewed.at > eq.time(), "a change into the future keeps the claim"
+    assert TaskRow.objects.get(id=other.id).err_kind == "card <n> declined"
+    with transaction.atomic():
+        eq.modify(renewed.as_change(queue="elsewhere"))
+        transaction.set_rollback(True)
+    assert eq.tasks("h") == [renewed], "undone by the caller's rollback"
+    assert backend.departures.take() == [], "nor counted as a departure"
+    eq.modify(renewed.as_deletion())
+    with pytest.raises(entroq.DependencyError) as missing:
+        eq.modify(renewed.as_change())
+    assert missing.value.changes == [renewed.id_version()]
+    assert task.id == moved.id
+
+
 def test_enqueueing_inside_a_transaction_rolls_back_with_it(eq: EntroQ) -> None:
     def enqueue_then_fail() -> None:
         with transaction.atomic():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -440,3 +441,85 @@ def test_a_renewal_is_never_taken_for_another_workers_claim(eq: EntroQ) -> None:
     assert as_held == first, "not adopted: the claim since is another worker's"
     with pytest.raises(entroq.DependencyError):
         eq.renew_for(as_held, 30)
+
+
+def run_prefetching(
+    eq: EntroQ, work: entroq.worker.Work, *, size: int, threads: int = 1, lease: float = 30
+) -> int:
+    """Run ``threads`` workers of one client on one prefetcher and acks until empty."""
+    prefetcher = entroq.Prefetcher(eq, ["inbox"], size=size, lease=lease)
+    acks = entroq.Acks(eq.backend)
+    counts: list[int] = []
+
+    def run() -> None:
+        try:
+            counts.append(
+                eq.new_worker("inbox", lease=lease).run(
+                    work, until_empty=True, prefetcher=prefetcher, acks=acks
+                )
+            )
+        finally:
+            eq.backend.release_thread()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(60)
+    prefetcher.close()
+    acks.close()
+    return sum(counts)
+
+
+def test_prefetching_workers_finish_each_task_once(eq: EntroQ) -> None:
+    inserted = eq.modify(*(entroq.inserting_into("inbox") for _ in range(60)))[0]
+    seen: list[uuid.UUID] = []
+    lock = threading.Lock()
+
+    def work(task: Task) -> Sequence[ModifyArg]:
+        with lock:
+            seen.append(task.id)
+        return [task.as_deletion(), entroq.inserting_into("outbox", value=task.value)]
+
+    assert run_prefetching(eq, work, size=7, threads=3) == 60
+    assert sorted(seen) == sorted(t.id for t in inserted)
+    assert eq.queues() == {"outbox": 60}
+
+
+def test_prefetched_tasks_are_renewed_while_they_wait(eq: EntroQ, other: EntroQ) -> None:
+    for _ in range(3):
+        insert(eq)
+    stolen: list[Task | None] = []
+
+    def slow(task: Task) -> Sequence[ModifyArg]:
+        time.sleep(0.8)  # the third waits 1.6 s: past its 1 s lease but for renewals
+        stolen.append(other.try_claim("inbox"))
+        return [task.as_deletion()]
+
+    assert run_prefetching(eq, slow, size=3, lease=1.0) == 3
+    assert stolen == [None, None, None]
+    assert eq.queues() == {}
+
+
+def test_an_acknowledgement_refused_is_reported_alone(eq: EntroQ) -> None:
+    tasks = [insert(eq) for _ in range(4)]
+    errors: list[entroq.DependencyError] = []
+
+    def finish_but_one(task: Task) -> Sequence[ModifyArg]:
+        if task.id == tasks[0].id:  # a deletion of a version that is no more
+            return [dataclasses.replace(task, version=task.version - 1).as_deletion()]
+        if task.id == tasks[1].id:  # and one that depends on a task that is no more
+            return [task.as_deletion(), entroq.depending_on(uuid.uuid4(), 0)]
+        return [task.as_deletion()]
+
+    prefetcher = entroq.Prefetcher(eq, ["inbox"], size=4, lease=30)
+    acks = entroq.Acks(eq.backend)
+    worker = eq.new_worker("inbox", on_dependency_error=errors.append)
+    try:
+        assert worker.run(finish_but_one, until_empty=True, prefetcher=prefetcher, acks=acks) == 4
+    finally:
+        prefetcher.close()
+        acks.close()
+
+    assert len(errors) == 2
+    assert sorted(t.id for t in eq.tasks("inbox")) == sorted([tasks[0].id, tasks[1].id])

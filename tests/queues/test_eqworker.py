@@ -116,6 +116,41 @@ def test_worker_processes_drain_thousands_of_tasks_exactly_once(eq: EntroQ, log:
     assert eq.queues() == {}
 
 
+def test_prefetching_workers_drain_thousands_of_tasks_exactly_once(eq: EntroQ, log: Path) -> None:
+    inserted, _ = eq.modify(*(entroq.inserting_into("jobs") for _ in range(2000)))
+    processes = [
+        worker(log, "--handler", "tests.handlers.finish", "--batch", "--prefetch", "10")
+        for _ in range(2)
+    ]
+    with ThreadPoolExecutor() as pool:
+        outputs = list(pool.map(lambda p: p.communicate(timeout=150), processes))
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+
+    assert events(log) == Counter({f"finish {t.id}": 1 for t in inserted})
+    assert eq.queues() == {}
+    assert "done in" in outputs[0][1], "each task is logged once acknowledged"
+
+
+def test_sigterm_gives_back_the_prefetched_tasks_not_started(eq: EntroQ, log: Path) -> None:
+    inserted, _ = eq.modify(*(entroq.inserting_into("jobs") for _ in range(5)))
+    process = worker(log, "--handler", "tests.handlers.slow", "--prefetch", "5", sleep=1.5)
+    wait_for(lambda: sum(events(log).values()) == 1)
+    [started] = events(log)
+
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    finished_id = started.split()[1]
+    assert events(log) == Counter({f"start {finished_id}": 1, f"finish {finished_id}": 1})
+    left = eq.tasks("jobs")
+    assert {str(t.id) for t in left} == {str(t.id) for t in inserted} - {finished_id}
+    now = eq.time()
+    assert all(t.at <= now for t in left), "given back: available at once, not at lease end"
+    assert "gave back 4 prefetched task(s)" in err
+
+
 def test_a_failing_handler_ends_the_command_with_an_error(eq: EntroQ, log: Path) -> None:
     eq.modify(entroq.inserting_into("jobs"))
     process = worker(log, "--handler", "tests.handlers.broken", "--batch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import signal
 import time
@@ -12,14 +13,17 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import transaction
-from django.tasks import TaskResultStatus, default_task_backend
+from django.db import connection, transaction
+from django.tasks import TaskResultStatus, default_task_backend, task_backends
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from queues import entroq
 from queues.entroq import EntroQ
+from queues.tasks_backend import EntroQBackend
 from tests import tasks
 from tests.helpers import start_manage
 
@@ -122,6 +126,42 @@ def test_enqueueing_in_a_transaction_is_undone_by_its_rollback(eq: EntroQ) -> No
     with pytest.raises(RuntimeError):
         enqueue_and_fail()
     assert eq.queues() == {}
+
+
+def test_enqueues_share_one_client_and_take_one_statement_each(eq: EntroQ) -> None:
+    backend = task_backends["default"]
+    assert isinstance(backend, EntroQBackend)
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as enqueues:
+        results = [tasks.add.enqueue(n, 1) for n in range(3)]
+
+    assert len(enqueues) == 3, [q["sql"] for q in enqueues.captured_queries]
+    assert backend.shared_client() is backend.shared_client()
+    stored = {str(t.id): t for t in eq.tasks(QUEUE)}
+    assert stored.keys() == {r.id for r in results}
+    assert {t.claimant for t in stored.values()} == {backend.shared_client().id}
+    for result in results:
+        assert result.enqueued_at == stored[result.id].created
+    work_off()
+    assert [tasks.add.get_result(r.id).return_value for r in results] == [1, 2, 3]
+
+
+def test_a_rolled_back_savepoint_takes_only_its_own_enqueues(eq: EntroQ) -> None:
+    with transaction.atomic():
+        kept = tasks.add.enqueue(1, 1)
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            tasks.add.enqueue(2, 2)
+            raise RuntimeError("the inner block fails")
+        assert len(eq.tasks(QUEUE)) == 1
+
+    assert [str(t.id) for t in eq.tasks(QUEUE)] == [kept.id]
+
+
+def test_the_shared_client_follows_the_value_limit(eq: EntroQ) -> None:
+    limited = override_settings(ENTROQ={"MAX_VALUE_BYTES": 100})
+    with limited, pytest.raises(ValueError, match="over the limit"):
+        tasks.add.enqueue(10**200, 1)
+    assert tasks.add.enqueue(10**200, 1).status == TaskResultStatus.READY
 
 
 def test_signals_are_sent(eq: EntroQ) -> None:

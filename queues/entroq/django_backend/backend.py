@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -19,17 +20,18 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, transaction
 
-from ..backend import Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from ..backend import Backend, ClaimQuery, ModifyOutcome, Notifier, QueuesQuery, TasksQuery
 from ..departures import DEPARTURES_TABLE, DepartureCounts
+from ..errors import DependencyError
 from ..kinds import error_kind
 from ..modify import Modification, TaskChange, inserted_task
-from ..tasks import QueueStat, Task
+from ..tasks import QueueStat, Task, TaskID
 from .base import Dialect, Listener, notifier_for
 from .dialects import DIALECTS, dialect_for
 from .outages import reconnecting
@@ -50,7 +52,7 @@ class DjangoBackend(Backend):
 
     Needs the ``queues`` app installed and migrated. On SQLite the database must be
     configured with ``"transaction_mode": "IMMEDIATE"`` (and should use WAL and a busy
-    timeout; see ``entroq_site/settings.py``) so that concurrent workers are correct.
+    timeout; ``manage.py check`` says so) so that concurrent workers are correct.
     """
 
     supports_value_search = True
@@ -105,20 +107,31 @@ class DjangoBackend(Backend):
     # Claims.
 
     def try_claim(self, query: ClaimQuery) -> Task | None:
+        tasks = self.try_claim_or_arrival(query)[0]
+        return tasks[0] if tasks else None
+
+    def try_claim_many(self, query: ClaimQuery) -> list[Task]:
         return self.try_claim_or_arrival(query)[0]
 
     @reconnecting
-    def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[Task | None, float | None]:
+    def try_claim_or_arrival(self, query: ClaimQuery) -> tuple[list[Task], float | None]:
         # Each claim, found or not, reports what the worker finished since the last one.
         self.write_departures_when_due()
-        claim = self.dialect.claim
+        dialect = self.dialect
+
+        def claim() -> list[Task]:
+            if query.limit > 1:
+                return dialect.claim_many(query)
+            task = dialect.claim(query)
+            return [task] if task is not None else []
+
         # Under heavy contention every candidate may be taken by concurrent claims;
         # if tasks are still available, try again rather than report an empty queue.
         arrival = None
         for _ in range(3):
-            task = self._retrying(lambda: claim(query))
-            if task is not None:
-                return task, None
+            tasks = self._retrying(claim)
+            if tasks:
+                return tasks, None
             arrival = self.seconds_until_arrival(query.queues)
             if arrival is None or arrival > 0:
                 break
@@ -127,7 +140,7 @@ class DjangoBackend(Backend):
             # No word comes from other processes (SQLite cannot send it; PostgreSQL's
             # listener is down): look again at least every second.
             arrival = 1.0 if arrival is None else min(arrival, 1.0)
-        return None, arrival
+        return [], arrival
 
     @reconnecting
     def seconds_until_arrival(self, queues: Iterable[str]) -> float | None:
@@ -157,6 +170,17 @@ class DjangoBackend(Backend):
         lone_delete = len(mod.deletes) == 1 and not (mod.inserts or mod.changes or mod.depends)
         if lone_delete and self._retrying(lambda: self._delete_one(mod)):
             return [], []
+        # The common start, one insert (an enqueue), is one statement too; so is one
+        # change (a renewal, a move to a results queue), unless it cannot be made.
+        if not (mod.deletes or mod.depends):
+            if len(mod.inserts) == 1 and not mod.changes:
+                inserted = self._retrying(lambda: self._insert_one(mod))
+                if inserted is not None:
+                    return [inserted], []
+            elif len(mod.changes) == 1 and not mod.inserts:
+                changed = self._retrying(lambda: self._change_one(mod))
+                if changed is not None:
+                    return [], [changed]
         return self._retrying(lambda: self._modify(mod))
 
     def _delete_one(self, mod: Modification) -> bool:
@@ -176,6 +200,44 @@ class DjangoBackend(Backend):
         if deleted is not None:
             self._departed([deleted[0]])
         return deleted is not None
+
+    def _insert_one(self, mod: Modification) -> Task | None:
+        """Apply ``mod``, one insert and nothing else, in one statement that also wakes
+        the queue's waiters at commit; raise ``DependencyError`` if its explicit ID
+        exists. Return None where the database has no such statement (the full path
+        applies it then).
+
+        Inside the caller's transaction no savepoint is taken, as none is needed: the
+        statement inserts its row or nothing, and the caller's rollback undoes it.
+        A database error marks their transaction for rollback, as an ORM write does.
+        """
+        if not self.dialect.inserts_one_in_a_statement:
+            return None
+        [data] = mod.inserts
+        with transaction.mark_for_rollback_on_error(using=self.using):
+            task = self.dialect.insert_one(data, mod.claimant)
+        if task is None:
+            assert data.id is not None  # only an explicit ID collides
+            raise DependencyError(inserts=[TaskID(data.id, 0)])
+        return task
+
+    def _change_one(self, mod: Modification) -> Task | None:
+        """Apply ``mod``, one change and nothing else, in one statement that also wakes
+        the waiters of the task's queue at commit when it moved or arrives sooner, as
+        the full path would. Return None when it changed nothing (the task is gone, at
+        another version or held by another claimant: the full path says which) or the
+        database has no such statement. Inside the caller's transaction, as
+        ``_insert_one``."""
+        if not self.dialect.changes_one_in_a_statement:
+            return None
+        with transaction.mark_for_rollback_on_error(using=self.using):
+            done = self.dialect.change_one(mod.changes[0], mod.claimant)
+        if done is None:
+            return None
+        changed, old_queue = done
+        if changed.queue != old_queue:
+            self._departed([old_queue])
+        return changed
 
     def _modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         dialect = self.dialect
@@ -206,6 +268,43 @@ class DjangoBackend(Backend):
             self._notify(wake)
             self._departed(departed)
         return inserted, changed
+
+    @reconnecting
+    def modify_each(self, mods: Sequence[Modification]) -> list[ModifyOutcome]:
+        """Apply each of ``mods`` on its own (see ``Backend.modify_each``).
+
+        The lone deletions among them (a worker's finished tasks) are one statement
+        and one commit for all of a claimant's; a deletion that statement could not
+        make, and every other modification, goes through ``modify`` alone, which says
+        why or applies it.
+        """
+        outcomes: list[ModifyOutcome | None] = [None] * len(mods)
+        lone: dict[uuid.UUID | None, list[int]] = {}
+        for index, mod in enumerate(mods):
+            try:
+                mod.check(self.max_value_bytes)
+            except ValueError as error:
+                outcomes[index] = error
+                continue
+            if len(mod.deletes) == 1 and not (mod.inserts or mod.changes or mod.depends):
+                lone.setdefault(mod.claimant, []).append(index)
+        if not connections[self.using].in_atomic_block:  # else a rollback would lie
+            for claimant, indexes in lone.items():
+                targets = [mods[i].deletes[0] for i in indexes]
+                deleted = self._retrying(
+                    functools.partial(self.dialect.delete_many, targets, claimant)
+                )
+                self._departed(list(deleted.values()))
+                for i in indexes:
+                    if mods[i].deletes[0].id in deleted:
+                        outcomes[i] = ([], [])
+        for index, mod in enumerate(mods):
+            if outcomes[index] is None:
+                try:
+                    outcomes[index] = self.modify(mod)
+                except (DependencyError, ValueError) as error:
+                    outcomes[index] = error
+        return [outcome for outcome in outcomes if outcome is not None]
 
     # Departures (see ``queues.entroq.departures``).
 

@@ -22,8 +22,9 @@ from typing import Any, Protocol
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..backend import ClaimQuery, Notifier
-from ..tasks import Task
+from ..backend import ClaimQuery, Notifier, claim_in_turns
+from ..modify import TaskChange
+from ..tasks import Task, TaskData, TaskID
 from .sql import DELETE_ONE
 
 _notifiers_lock = threading.Lock()
@@ -50,6 +51,8 @@ class Dialect:
     lock_share = ""  # share locks on the rows a modification depends on (SQLite has none)
     queue_order = "queue"  # by code point, as Python sorts (SQLite compares bytes)
     value_contains = ""  # SQL: whether the value contains the parameter ``needle``
+    inserts_one_in_a_statement = False  # ``insert_one`` works
+    changes_one_in_a_statement = False  # ``change_one`` works
 
     def __init__(self, using: str) -> None:
         # An alias, not a connection: Django's connections belong to one thread each.
@@ -120,6 +123,55 @@ class Dialect:
     def claim(self, query: ClaimQuery) -> Task | None:
         """Claim one available task of ``query``'s queues, if any: one try."""
         raise NotImplementedError
+
+    def claim_many(self, query: ClaimQuery) -> list[Task]:
+        """Claim up to ``query.limit`` available tasks of ``query``'s queues: one try.
+
+        The default claims one at a time (each in its own transaction), taking turns
+        across the queues.
+        """
+        return claim_in_turns(self.claim, query)
+
+    def insert_one(self, data: TaskData, claimant: uuid.UUID | None) -> Task | None:
+        """Insert the task ``data`` describes, waking its queue's waiters at commit, in
+        one statement; return None, having done nothing, if its explicit ID exists.
+
+        Only where ``inserts_one_in_a_statement`` (elsewhere the backend's full path
+        applies the insert).
+        """
+        raise NotImplementedError
+
+    def change_one(self, change: TaskChange, claimant: uuid.UUID | None) -> tuple[Task, str] | None:
+        """Apply ``change`` in one statement (see ``PostgresDialect.change_one``); return
+        the changed task and the queue it was in, or None, having done nothing.
+
+        Only where ``changes_one_in_a_statement``.
+        """
+        raise NotImplementedError
+
+    def delete_many(
+        self, targets: Sequence[TaskID], claimant: uuid.UUID | None
+    ) -> dict[uuid.UUID, str]:
+        """Delete each of ``targets`` (a task version) unless another claimant holds it;
+        return the queues of those deleted, by ID. Each deletion stands alone: one the
+        store cannot make leaves the others.
+
+        The default deletes them one statement each.
+        """
+        deleted: dict[uuid.UUID, str] = {}
+        for target in targets:
+            rows = self.execute(
+                self.delete_one,
+                {
+                    **self.params(),
+                    "id": self.db_uuid(target.id),
+                    "version": target.version,
+                    "me": self.db_uuid(claimant),
+                },
+            )
+            if rows:
+                deleted[target.id] = rows[0][0]
+        return deleted
 
     def seconds_until_arrival(self, queues: list[str]) -> float | None:
         """Return the seconds until the first task of ``queues`` arrives (negative when

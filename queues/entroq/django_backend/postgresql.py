@@ -11,6 +11,8 @@ ranges, and which errors are retried. ``psycopg`` is imported on first use only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -25,7 +27,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..backend import CLAIM_CANDIDATES, ClaimQuery, Notifier
 from ..errors import DependencyError
 from ..kinds import error_kind
-from ..tasks import Task
+from ..modify import TaskChange
+from ..tasks import Task, TaskData, TaskID
 from .base import Dialect, notifier_for
 from .sql import COLUMNS, NOTIFY_CHANNEL, TASK_TABLE
 
@@ -58,6 +61,43 @@ POSTGRES_CLAIM = f"""
     FROM picked WHERE t.id = picked.id
     RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
 """
+# The same for up to ``limit`` tasks: each queue's candidates in a random order, taken
+# a turn at a time across the queues (in a random order of queues), so that a batch is
+# as fair across queues, and as random within one, as single claims are.
+POSTGRES_CLAIM_MANY = f"""
+    WITH q AS (
+        SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
+    ), candidates AS MATERIALIZED (
+        SELECT c.id, q.queue_rank,
+               row_number() OVER (PARTITION BY q.name ORDER BY random()) AS turn
+        FROM q CROSS JOIN LATERAL (
+            SELECT id FROM {TASK_TABLE}
+            WHERE queue = q.name AND at <= statement_timestamp()
+            ORDER BY at LIMIT %(candidates)s
+        ) AS c
+    ), picked AS (
+        SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
+        WHERE t.at <= statement_timestamp()
+        ORDER BY candidates.turn, candidates.queue_rank
+        LIMIT %(limit)s
+        FOR UPDATE OF t SKIP LOCKED
+    )
+    UPDATE {TASK_TABLE} AS t
+    SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
+        at = statement_timestamp() + make_interval(secs => %(duration)s),
+        modified = statement_timestamp()
+    FROM picked WHERE t.id = picked.id
+    RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
+"""
+# Finished tasks of one claimant, deleted together: each version unless another
+# claimant holds it (as ``DELETE_ONE``, a row at a time).
+POSTGRES_DELETE_MANY = f"""
+    DELETE FROM {TASK_TABLE} AS t
+    USING unnest(%(ids)s::uuid[], %(versions)s::int[]) AS target(id, version)
+    WHERE t.id = target.id AND t.version = target.version
+      AND (t.claimant IS NULL OR t.claimant = %(me)s OR t.at <= statement_timestamp())
+    RETURNING t.id, t.queue
+"""
 POSTGRES_INSERT = f"""
     INSERT INTO {TASK_TABLE} ({COLUMNS}, err_kind)
     SELECT id, queue, 0, at, %(claimant)s, 0, value, %(now)s, %(now)s, attempt, err, err_kind
@@ -68,6 +108,78 @@ POSTGRES_INSERT = f"""
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 """
+# A modification that only inserts one task, in one statement that commits alone
+# (outside a transaction) and needs no savepoint inside one: an explicit ID that
+# exists inserts nothing and so notifies nothing (the caller reports the collision);
+# otherwise the notification goes out at commit, as ``notify`` sends it.
+POSTGRES_INSERT_ONE = f"""
+    WITH new AS (
+        INSERT INTO {TASK_TABLE} ({COLUMNS}, err_kind)
+        VALUES (
+            %(id)s, %(queue)s, 0,
+            coalesce(%(at)s::timestamptz,
+                     statement_timestamp() + make_interval(secs => %(arrival_in)s::float8)),
+            %(claimant)s::uuid, 0, %(value)b, statement_timestamp(), statement_timestamp(),
+            %(attempt)s::int, %(err)s::text, %(err_kind)s::text
+        )
+        ON CONFLICT (id) DO NOTHING
+        RETURNING queue, at, created
+    )
+    SELECT at, created, pg_notify('{NOTIFY_CHANNEL}', queue) FROM new
+"""
+# A modification that only changes one task (a renewal, a release, a move to another
+# queue), in one statement, as ``DjangoBackend`` would apply it in several: the row is
+# locked only if it is still at the version and no other claimant holds it (at the
+# statement's clock), and the waiters of its queue are notified when it moved or
+# arrives sooner. Nothing comes back when the change cannot be made (the caller then
+# asks the full path why). ``{given}`` sets the columns the change gives (as the full
+# path, an unchanged value is neither sent nor written), ``{returned}`` is the
+# changed row's columns.
+POSTGRES_CHANGE_ONE = f"""
+    WITH old AS (
+        SELECT id, queue, at FROM {TASK_TABLE}
+        WHERE id = %(id)s AND version = %(version)s
+            AND (claimant IS NULL OR claimant = %(me)s::uuid OR at <= statement_timestamp())
+        FOR UPDATE
+    ), new AS (
+        SELECT coalesce(%(at)s::timestamptz, statement_timestamp()
+                        + make_interval(secs => %(arrival_in)s::float8)) AS at
+    ), changed AS (
+        UPDATE {TASK_TABLE} AS t
+        SET version = t.version + 1, {{given}}at = new.at,
+            claimant = CASE WHEN new.at > statement_timestamp() THEN %(me)s::uuid END,
+            modified = statement_timestamp()
+        FROM old, new WHERE t.id = old.id
+        RETURNING {{returned}}, old.queue AS old_queue, old.at AS old_at
+    )
+    SELECT {COLUMNS}, old_queue,
+        CASE WHEN queue <> old_queue OR at < old_at
+            THEN pg_notify('{NOTIFY_CHANNEL}', queue)::text END
+    FROM changed
+"""
+CHANGE_ONE_COLUMNS = {
+    "queue": "%(queue)s::text",
+    "value": "%(value)b::bytea",
+    "attempt": "%(attempt)s::int",
+    "err": "%(err)s::text",
+    "err_kind": "%(err_kind)s::text",
+}
+_CHANGED_COLUMNS = ", ".join("t." + c for c in COLUMNS.split(", "))
+
+
+@functools.cache
+def change_one_statement(given: tuple[str, ...], send_value: bool) -> str:
+    """Return ``POSTGRES_CHANGE_ONE`` setting the columns ``given`` (of
+    ``CHANGE_ONE_COLUMNS``), sending the changed value back if ``send_value``."""
+    returned = _CHANGED_COLUMNS
+    if not send_value:
+        returned = returned.replace("t.value", "NULL::bytea AS value")
+    return POSTGRES_CHANGE_ONE.format(
+        given="".join(f"{column} = {CHANGE_ONE_COLUMNS[column]}, " for column in given),
+        returned=returned,
+    )
+
+
 # A bulk insert sends at most this many rows, and about this many value bytes, in one
 # statement (PostgreSQL refuses parameters over 1 GB).
 INSERT_ROWS = 10_000
@@ -147,6 +259,8 @@ class PostgresDialect(Dialect):
     lock_share = "FOR SHARE"
     queue_order = 'queue COLLATE "C"'
     value_contains = "position(%(needle)s in value) > 0"
+    inserts_one_in_a_statement = True
+    changes_one_in_a_statement = True
 
     def __init__(self, using: str) -> None:
         import psycopg
@@ -253,6 +367,34 @@ class PostgresDialect(Dialect):
         row = cursor.fetchone()
         return self.row_to_task(row) if row else None
 
+    def claim_many(self, query: ClaimQuery) -> list[Task]:
+        params = {
+            "queues": list(query.queues),
+            "claimant": query.claimant,
+            "duration": float(query.duration),
+            "limit": query.limit,
+            # Enough candidates a queue to fill a batch from one queue, and never
+            # fewer than a single claim picks from.
+            "candidates": max(CLAIM_CANDIDATES, 2 * query.limit),
+        }
+        cursor = self.hot_cursor()
+        cursor.execute(POSTGRES_CLAIM_MANY, params)
+        return [self.row_to_task(row) for row in cursor.fetchall()]
+
+    def delete_many(
+        self, targets: Sequence[TaskID], claimant: uuid.UUID | None
+    ) -> dict[uuid.UUID, str]:
+        cursor = self.hot_cursor()
+        cursor.execute(
+            POSTGRES_DELETE_MANY,
+            {
+                "ids": [t.id for t in targets],
+                "versions": [t.version for t in targets],
+                "me": claimant,
+            },
+        )
+        return {row[0]: row[1] for row in cursor.fetchall()}
+
     def seconds_until_arrival(self, queues: list[str]) -> float | None:
         rows = self.execute(
             f"""SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
@@ -288,6 +430,72 @@ class PostgresDialect(Dialect):
             stored = {row[0] for row in cursor.fetchall()}
             if len(stored) != len(batch):
                 raise DependencyError(inserts=[t.id_version() for t in batch if t.id not in stored])
+
+    def insert_one(self, data: TaskData, claimant: uuid.UUID | None) -> Task | None:
+        """Insert the task ``data`` describes and notify its queue's waiters at commit,
+        in one statement; return None, having done nothing, if its explicit ID exists."""
+        task_id = data.id or uuid.uuid4()
+        cursor = self.hot_cursor()
+        cursor.execute(
+            POSTGRES_INSERT_ONE,
+            {
+                "id": task_id,
+                "queue": data.queue,
+                "at": data.at,
+                "arrival_in": data.arrival_in or 0.0,
+                "claimant": claimant,
+                "value": data.value,
+                "attempt": data.attempt,
+                "err": data.err,
+                "err_kind": error_kind(data.err),
+            },
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        created = self.read_time(row[1])
+        return Task(
+            queue=data.queue,
+            id=task_id,
+            version=0,
+            at=data.at or self.read_time(row[0]),
+            claimant=claimant,
+            claims=0,
+            value=data.value,
+            created=created,
+            modified=created,
+            attempt=data.attempt,
+            err=data.err,
+        )
+
+    def change_one(self, change: TaskChange, claimant: uuid.UUID | None) -> tuple[Task, str] | None:
+        """Apply ``change`` for ``claimant`` in one statement, notifying the waiters of
+        its queue at commit if it moved or arrives sooner; return the changed task and
+        the queue it was in, or None, having done nothing, if it is not at the change's
+        version or another claimant holds it."""
+        params: dict[str, Any] = {
+            "id": change.id,
+            "version": change.version,
+            "me": claimant,
+            "at": change.at,
+            "arrival_in": change.arrival_in or 0.0,
+        }
+        # Only what the change gives is written, as in the full path.
+        fields = {"queue": change.queue, "value": change.value, "attempt": change.attempt}
+        if change.err is not None:
+            fields.update(err=change.err, err_kind=error_kind(change.err))
+        given = {column: new for column, new in fields.items() if new is not None}
+        params.update(given)
+        known = change.answered_value()
+        cursor = self.hot_cursor()
+        cursor.execute(change_one_statement(tuple(given), known is None), params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        changed = self.row_to_task(row)
+        if known is not None:
+            changed = dataclasses.replace(changed, value=known)
+        return changed, row[len(row) - 2]
 
     def is_transient(self, exc: DatabaseError) -> bool:
         return getattr(exc.__cause__, "sqlstate", None) in RETRY_SQLSTATES

@@ -25,7 +25,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..backend import CLAIM_CANDIDATES, ClaimQuery
 from ..kinds import error_kind
-from ..tasks import Task, utcnow
+from ..modify import inserted_task
+from ..tasks import Task, TaskData, utcnow
 from .base import Dialect, notifier_for
 from .sql import COLUMNS, TASK_TABLE
 
@@ -43,6 +44,7 @@ class SQLiteDialect(Dialect):
     vendor = "sqlite"
     now = "%(now)s"
     value_contains = "instr(value, %(needle)s) > 0"
+    inserts_one_in_a_statement = True
 
     def __init__(self, using: str) -> None:
         mode = connections[using].settings_dict.get("OPTIONS", {}).get("transaction_mode")
@@ -138,6 +140,35 @@ class SQLiteDialect(Dialect):
                     for t in tasks
                 ],
             )
+
+    def insert_one(self, data: TaskData, claimant: uuid.UUID | None) -> Task | None:
+        """Insert the task ``data`` describes in one statement, and wake this process's
+        waiters on its queue at commit; return None, having done nothing, if its
+        explicit ID exists."""
+        task = inserted_task(data, claimant, utcnow())
+        created = self.db_time(task.created)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {TASK_TABLE} ({COLUMNS}, err_kind) VALUES "
+                "(%s, %s, 0, %s, %s, 0, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (
+                    self.db_uuid(task.id),
+                    task.queue,
+                    self.db_time(task.at),
+                    self.db_uuid(claimant),
+                    task.value,
+                    created,
+                    created,
+                    task.attempt,
+                    task.err,
+                    error_kind(task.err),
+                ),
+            )
+            if cursor.fetchone() is None:
+                return None
+        self.notify({task.queue})
+        return task
 
     def is_transient(self, exc: DatabaseError) -> bool:
         # Not SQLite's "database is locked": it comes after the busy timeout has been

@@ -59,6 +59,14 @@ class Command(BaseCommand):
             "--concurrency", type=int, default=1, help="workers in this process (threads)"
         )
         parser.add_argument(
+            "--prefetch",
+            type=int,
+            default=0,
+            help="hold up to this many claimed tasks, claimed in batches and renewed while "
+            "they wait, and apply finished tasks' modifications together (0: one claim and "
+            "one modification a task)",
+        )
+        parser.add_argument(
             "--batch", action="store_true", help="exit once the queues have nothing to claim"
         )
         parser.add_argument(
@@ -84,6 +92,8 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be at least 1")
         if options["max_tasks"] < 0:
             raise CommandError("--max-tasks must not be negative")
+        if not 0 <= options["prefetch"] <= entroq.MAX_CLAIM:
+            raise CommandError(f"--prefetch must be from 0 to {entroq.MAX_CLAIM}")
         queues: list[str] = options["queue"]
         try:  # every setting checked here, not in the worker threads
             entroq.EntroQ(entroq.MemoryBackend()).new_worker(
@@ -104,6 +114,26 @@ class Command(BaseCommand):
                 signal.signal(signum, handler)
 
     def _run(
+        self, work: Work, queues: list[str], options: dict[str, Any], stop: threading.Event
+    ) -> None:
+        prefetcher = acks = None
+        if options["prefetch"]:
+            # One claimant for the process: the workers run what it claimed.
+            shared = options["client"]()
+            options["client"] = lambda: shared
+            prefetcher = entroq.Prefetcher(
+                shared, queues, size=options["prefetch"], lease=options["lease"]
+            )
+            acks = entroq.Acks(shared.backend)
+        options["prefetcher"], options["acks"] = prefetcher, acks
+        try:
+            self._run_workers(work, queues, options, stop)
+        finally:
+            if prefetcher is not None and acks is not None:
+                prefetcher.close()
+                acks.close()
+
+    def _run_workers(
         self, work: Work, queues: list[str], options: dict[str, Any], stop: threading.Event
     ) -> None:
         budget = _Budget(options["max_tasks"], stop)
@@ -214,7 +244,13 @@ class Command(BaseCommand):
                             max_attempts=options["max_attempts"],
                             retry_delay=options["retry_delay"],
                         )
-                    worker.run(budget.counting(work), stop, until_empty=options["batch"])
+                    worker.run(
+                        budget.counting(work),
+                        stop,
+                        until_empty=options["batch"],
+                        prefetcher=options["prefetcher"],
+                        acks=options["acks"],
+                    )
                     if options["batch"]:
                         return
                 except (DatabaseError, entroq.BackendUnavailable) as exc:
