@@ -7,6 +7,7 @@ The rooms, as Django keeps ``db/backends/<vendor>/operations.py`` behind
 - ``base``: ``Dialect``, what the backend asks of a database;
 - ``postgresql``, ``sqlite``: one dialect each, with everything that differs;
 - ``dialects``: which dialect serves a database;
+- ``listings``: what the backend reads without changing (tasks, stats, value search);
 - ``sql``: the table and the statements both databases share;
 - ``timeouts``: ``statement_timeout`` and ``is_timeout``, for any query;
 - ``outages``: ``DatabaseUnavailable`` and which errors mean one.
