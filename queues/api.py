@@ -32,6 +32,7 @@ from queues.entroq import (
     DependencyError,
     QueuesQuery,
     QueueStat,
+    Task,
     TaskID,
     TasksQuery,
     wire,
@@ -52,6 +53,9 @@ logger = logging.getLogger("queues.api")
 
 MAX_CLAIM_QUEUES = 100
 MAX_LIST_IDS = 100
+# Tasks one claim takes at most, and modifications one request applies each on its own.
+MAX_CLAIMED = 100
+MAX_MODIFICATIONS = 1000
 # Tasks one listing answers at most: page with `after` / `before` for more.
 MAX_LISTED = 1000
 
@@ -162,9 +166,14 @@ def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
     meanwhile is released.
     """
     body = _body(request)
-    unknown = set(body) - {"queues", "duration", "wait"}
+    unknown = set(body) - {"queues", "duration", "wait", "limit"}
     if unknown:
         raise ValueError(f"body: unknown field {sorted(unknown)[0]!r}")
+    limit = body.get("limit", 1)
+    if isinstance(limit, float) and limit.is_integer():  # JSON's 2.0 is the integer 2
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIMED:
+        raise ValueError(f"limit: expected an integer from 1 to {MAX_CLAIMED}")
     queues = body.get("queues")
     if not isinstance(queues, list) or not 1 <= len(queues) <= MAX_CLAIM_QUEUES:
         raise ValueError(f"queues: expected a list of 1 to {MAX_CLAIM_QUEUES} queue names")
@@ -174,27 +183,31 @@ def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
     wait = min(wire.param_number(body.get("wait"), "wait", 0, high=MAX_DURATION_SECONDS), max_wait)
     tokens.require(token, "claim", names)
     metrics.saw_claimant(token.claimant)
-    query = ClaimQuery(queues=names, claimant=token.claimant, duration=duration)
+    query = ClaimQuery(queues=names, claimant=token.claimant, duration=duration, limit=limit)
     backend = client().backend
     if wait <= 0:
-        task = backend.try_claim(query)
+        claimed = backend.try_claim_many(query)
     else:
         connection = request.META.get("gunicorn.socket")
         with waiting.slot(token.claimant) as admitted:
             if admitted:
-                task, gone = waiting.wait_for_task(backend, query, wait, connection)
+                # Waits for the first; takes up to the limit when one comes.
+                claimed, gone = waiting.wait_for_tasks(backend, query, wait, connection)
         if not admitted:
-            task = backend.try_claim(query)
-            if task is None:
+            claimed = backend.try_claim_many(query)
+            if not claimed:
                 metrics.CLAIMS.labels("refused").inc()
                 return _too_many_waiting()
         elif gone:
-            if task is not None:
+            for task in claimed:
                 waiting.release(backend, task)
             metrics.CLAIMS.labels("abandoned").inc()
             return JsonResponse({"task": None})  # nobody is there to read it
-    metrics.CLAIMS.labels("claimed" if task else "empty").inc()
-    return JsonResponse({"task": None if task is None else wire.encode_task(task)})
+    metrics.CLAIMS.labels("claimed" if claimed else "empty").inc()
+    answer: dict[str, Any] = {"task": wire.encode_task(claimed[0]) if claimed else None}
+    if "limit" in body:
+        answer["tasks"] = [wire.encode_task(t) for t in claimed]
+    return JsonResponse(answer)
 
 
 def _too_many_waiting() -> JsonResponse:
@@ -227,17 +240,58 @@ def modify(request: HttpRequest, token: ApiToken) -> HttpResponse:
         metrics.MODIFICATIONS.labels("conflict").inc()
         raise
     metrics.MODIFICATIONS.labels("done").inc()
-    return JsonResponse(
-        {
-            "inserted": [wire.encode_task(t) for t in inserted],
-            # A change that kept the value is answered without it: the client has it,
-            # and the answer stays as small as the request.
-            "changed": [
-                {**wire.encode_task(t), "value": None} if c.value is None else wire.encode_task(t)
-                for t, c in zip(changed, mod.changes, strict=True)
-            ],
-        }
-    )
+    return JsonResponse(_modified(mod, inserted, changed))
+
+
+@endpoint("modify_each", "POST")
+def modify_each(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    """Apply each modification all or nothing on its own, as the token's claimant, and
+    answer each one's outcome in order: finished tasks' deletions are applied together,
+    and one refused fails no other. A modification the token may not make refuses the
+    whole request (403), before anything is applied."""
+    body = _body(request)
+    unknown = set(body) - {"modifications"}
+    if unknown:
+        raise ValueError(f"body: unknown field {sorted(unknown)[0]!r}")
+    raw = body.get("modifications")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_MODIFICATIONS:
+        raise ValueError(f"modifications: expected a list of 1 to {MAX_MODIFICATIONS}")
+    mods = [wire.decode_modification(m, token.claimant) for m in raw]
+    outcomes: list[dict[str, Any] | None] = [None] * len(mods)
+    allowed: list[int] = []
+    for index, mod in enumerate(mods):
+        try:
+            _authorize(token, mod)  # a task it may not see is answered as missing
+        except DependencyError as hidden:
+            outcomes[index] = wire.encode_dependency_error(hidden)
+        else:
+            allowed.append(index)
+    applied = client().backend.modify_each([mods[i] for i in allowed])
+    for index, outcome in zip(allowed, applied, strict=True):
+        if isinstance(outcome, DependencyError):
+            outcomes[index] = wire.encode_dependency_error(outcome)
+        elif isinstance(outcome, ValueError):
+            outcomes[index] = {"error": "bad_request", "message": str(outcome)}
+        else:
+            outcomes[index] = _modified(mods[index], *outcome)
+    for answered in outcomes:
+        kind = "done" if answered and "error" not in answered else "conflict"
+        if answered and answered.get("error") == "bad_request":
+            kind = "invalid"
+        metrics.MODIFICATIONS.labels(kind).inc()
+    return JsonResponse({"outcomes": outcomes})
+
+
+def _modified(mod: Modification, inserted: list[Task], changed: list[Task]) -> dict[str, Any]:
+    return {
+        "inserted": [wire.encode_task(t) for t in inserted],
+        # A change that kept the value is answered without it: the client has it, and
+        # the answer stays as small as the request.
+        "changed": [
+            {**wire.encode_task(t), "value": None} if c.value is None else wire.encode_task(t)
+            for t, c in zip(changed, mod.changes, strict=True)
+        ],
+    }
 
 
 def _authorize(token: ApiToken, mod: Modification) -> None:

@@ -5,6 +5,7 @@ from queues import api
 urlpatterns = [
     path("claim", api.claim, name="api-claim"),
     path("modify", api.modify, name="api-modify"),
+    path("modify/each", api.modify_each, name="api-modify-each"),
     path("tasks", api.tasks, name="api-tasks"),
     path("queues", api.queues, name="api-queues"),
     path("stats", api.stats, name="api-stats"),

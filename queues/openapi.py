@@ -145,10 +145,50 @@ SCHEMAS: JSON = {
                 "the server waits at most API_MAX_WAIT_SECONDS (30 by default), and only "
                 "while it holds fewer waiting claims than its bounds (else: 429)",
             },
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "description": "claim up to this many tasks, each with its own version and "
+                "lease (the wait is for the first; the answer then has `tasks`)",
+            },
         },
         ["queues"],
     ),
-    "Claimed": obj({"task": {"oneOf": [ref("Task"), {"type": "null"}]}}, ["task"]),
+    "Claimed": obj(
+        {
+            "task": {"oneOf": [ref("Task"), {"type": "null"}]},
+            "tasks": {
+                "type": "array",
+                "items": ref("Task"),
+                "description": "every task claimed, the first being `task` (when the "
+                "request gave a limit)",
+            },
+        },
+        ["task"],
+    ),
+    "Modifications": obj(
+        {
+            "modifications": {
+                "type": "array",
+                "items": ref("Modification"),
+                "minItems": 1,
+                "maxItems": 1000,
+            }
+        },
+        ["modifications"],
+    ),
+    "Outcomes": obj(
+        {
+            "outcomes": {
+                "type": "array",
+                "items": {"anyOf": [ref("Modified"), ref("Conflict"), ref("Error")]},
+                "description": "one a modification, in order: what it inserted and changed, "
+                "or why it was refused (dependency, bad_request)",
+            }
+        },
+        ["outcomes"],
+    ),
     "QueueStat": obj(
         {
             "size": {"type": "integer"},
@@ -321,6 +361,18 @@ def document(server: str) -> JSON:
                     403,
                     409,
                     requestBody=body("Modification"),
+                )
+            },
+            "/modify/each": {
+                "post": operation(
+                    "Apply modifications each all or nothing on its own",
+                    answer("Each modification's outcome, in order", ref("Outcomes")),
+                    403,
+                    requestBody=body("Modifications"),
+                    description="Finished tasks' deletions are applied together, in one "
+                    "statement and one commit; a modification that is refused fails no "
+                    "other. One the token may not make refuses the whole request (403) "
+                    "before anything is applied.",
                 )
             },
             "/tasks": {

@@ -87,20 +87,21 @@ def slot(claimant: uuid.UUID) -> Iterator[bool]:
                 metrics.WAITING.dec()
 
 
-def wait_for_task(
+def wait_for_tasks(
     backend: Backend, query: ClaimQuery, wait: float, connection: Any
-) -> tuple[Task | None, bool]:
-    """Claim a task, waiting up to ``wait`` seconds; return it (or None) and whether the
-    client at the other end of ``connection`` (gunicorn's socket, if any) has gone."""
+) -> tuple[list[Task], bool]:
+    """Claim up to ``query.limit`` tasks, waiting up to ``wait`` seconds for the first;
+    return them (perhaps none) and whether the client at the other end of
+    ``connection`` (gunicorn's socket, if any) has gone."""
     with _HANGUPS.watch(connection) as gone:
         if gone.is_set():
-            return None, True
+            return [], True
         try:
-            task = backend.claim(query, timeout=wait, stop=gone)
+            tasks = backend.claim_many(query, timeout=wait, stop=gone)
         except ClaimTimeout:
-            task = None
+            tasks = []
     # The connection may have closed after the last look.
-    return task, gone.is_set() or has_left(connection)
+    return tasks, gone.is_set() or has_left(connection)
 
 
 def has_left(connection: Any) -> bool:

@@ -21,6 +21,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -28,7 +29,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from . import wire
-from .backend import Backend, ClaimQuery, QueuesQuery, TasksQuery
+from .backend import Backend, ClaimQuery, ModifyOutcome, QueuesQuery, TasksQuery
 from .errors import BackendUnavailable, ClaimTimeout
 from .modify import Modification, TaskChange
 from .tasks import QueueStat, Task
@@ -37,6 +38,10 @@ API_PATH = "/api/v1"
 RETRY_STATUSES = frozenset({502, 503, 504})
 # How often a stoppable claim looks at its stop event while its poll waits.
 STOP_CHECK = 0.25
+# Tasks one claim request takes, and modifications one request applies (the server's
+# bounds).
+CLAIMS_PER_REQUEST = 100
+MODIFICATIONS_PER_REQUEST = 1000
 # IDs a listing sends in one URL (gunicorn refuses request lines over 8 KiB).
 IDS_PER_REQUEST = 100
 # Tasks a listing asks for in one request: with values, and without. The server also
@@ -121,6 +126,10 @@ class HTTPBackend(Backend):
     # Backend.
 
     def try_claim(self, query: ClaimQuery) -> Task | None:
+        tasks = self._claim(dataclasses.replace(query, limit=1), wait=0.0)
+        return tasks[0] if tasks else None
+
+    def try_claim_many(self, query: ClaimQuery) -> list[Task]:
         return self._claim(query, wait=0.0)
 
     def claim(
@@ -129,10 +138,19 @@ class HTTPBackend(Backend):
         timeout: float | None = None,
         stop: threading.Event | None = None,
     ) -> Task:
-        """Long-poll for a task: each request waits on the server for up to its limit.
+        return self.claim_many(dataclasses.replace(query, limit=1), timeout, stop)[0]
+
+    def claim_many(
+        self,
+        query: ClaimQuery,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Task]:
+        """Long-poll for tasks: each request waits on the server for up to its limit for
+        the first, and takes up to ``query.limit`` (at most 100 a request).
 
         With ``stop``, each poll runs in a helper thread so that a stop ends the claim
-        at once; a task that the abandoned poll still claims is released. When the
+        at once; tasks that the abandoned poll still claims are released. When the
         server holds as many waiting claims as it may (429), the claim pauses for the
         server's ``Retry-After`` (a stop ends the pause) before it asks again.
         """
@@ -143,11 +161,11 @@ class HTTPBackend(Backend):
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
             try:
-                task = (
+                tasks = (
                     self._claim(query, wait) if stop is None else self._stoppable(query, wait, stop)
                 )
             except ServerBusy as busy:
-                task = None
+                tasks = []
                 pause = busy.retry_after * (1 + BUSY_JITTER * random.random())
                 if deadline is not None:
                     pause = min(pause, max(0.0, deadline - time.monotonic()))
@@ -155,28 +173,15 @@ class HTTPBackend(Backend):
                     time.sleep(pause)
                 elif stop.wait(pause):
                     raise ClaimTimeout("claim stopped") from None
-            if task is not None:
-                return task
+            if tasks:
+                return tasks
             if deadline is not None and time.monotonic() >= deadline:
                 raise ClaimTimeout(f"no task in {', '.join(query.queues)} after {timeout} s")
 
-    def claim_many(
-        self,
-        query: ClaimQuery,
-        timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> list[Task]:
-        """Long-poll for one task (see ``claim``), then take up to ``query.limit - 1``
-        more that are available at once."""
-        first = self.claim(query, timeout, stop)
-        if query.limit <= 1:
-            return [first]
-        return [first, *self.try_claim_many(dataclasses.replace(query, limit=query.limit - 1))]
-
-    def _stoppable(self, query: ClaimQuery, wait: float, stop: threading.Event) -> Task | None:
+    def _stoppable(self, query: ClaimQuery, wait: float, stop: threading.Event) -> list[Task]:
         if stop.is_set():
             raise ClaimTimeout("claim stopped")
-        answer: list[Task | BaseException | None] = []
+        answer: list[list[Task] | BaseException] = []
         done = threading.Event()
         abandoned = threading.Event()
 
@@ -186,7 +191,7 @@ class HTTPBackend(Backend):
             except BaseException as error:  # handed to the waiting thread
                 answer.append(error)
             done.set()
-            if abandoned.is_set() and isinstance(answer[0], Task):
+            if abandoned.is_set() and isinstance(answer[0], list):
                 self._release(answer[0])
 
         threading.Thread(target=poll, name="entroq-claim", daemon=True).start()
@@ -199,33 +204,47 @@ class HTTPBackend(Backend):
         result = answer[0]
         if isinstance(result, BaseException):
             raise result
-        if abandoned.is_set() and result is not None:
+        if abandoned.is_set() and result:
             self._release(result)
             raise ClaimTimeout("claim stopped")
         return result
 
-    def _release(self, task: Task) -> None:
-        # Best effort: otherwise the task waits for its lease to lapse.
+    def _release(self, tasks: list[Task]) -> None:
+        # Best effort: otherwise the tasks wait for their leases to lapse.
         with contextlib.suppress(Exception):
-            self.modify(Modification(claimant=task.claimant, changes=[_released(task)]))
+            self.modify_each(
+                [Modification(claimant=t.claimant, changes=[_released(t)]) for t in tasks]
+            )
 
-    def _claim(self, query: ClaimQuery, wait: float) -> Task | None:
+    def _claim(self, query: ClaimQuery, wait: float) -> list[Task]:
         self._check_claimant(query.claimant)
-        body = {"queues": list(query.queues), "duration": query.duration, "wait": wait}
+        body: dict[str, Any] = {"queues": list(query.queues), "duration": query.duration}
+        body["wait"] = wait
+        if query.limit > 1:
+            body["limit"] = min(query.limit, CLAIMS_PER_REQUEST)
         answer = self._call("POST", "/claim", body=body, read_timeout=wait + self.timeout)
+        if "tasks" in answer:
+            return [wire.decode_task(t, "tasks") for t in answer["tasks"]]
         task = answer.get("task")
-        return None if task is None else wire.decode_task(task)
+        return [] if task is None else [wire.decode_task(task)]
 
     def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         self._check_claimant(mod.claimant)
-        answer = self._call("POST", "/modify", body=wire.encode_modification(mod))
-        inserted = [wire.decode_task(t, "inserted") for t in answer["inserted"]]
-        changed = [
-            # A change that kept the value is answered without it: this side has it.
-            wire.decode_task(t, "changed", known_value=c.known_value or b"")
-            for t, c in zip(answer["changed"], mod.changes, strict=True)
-        ]
-        return inserted, changed
+        return _modified(mod, self._call("POST", "/modify", body=wire.encode_modification(mod)))
+
+    def modify_each(self, mods: Sequence[Modification]) -> list[ModifyOutcome]:
+        """Apply each modification on its own, up to 1,000 a request (see
+        ``Backend.modify_each``): finished tasks' deletions go together on the server."""
+        outcomes: list[ModifyOutcome] = []
+        for start in range(0, len(mods), MODIFICATIONS_PER_REQUEST):
+            batch = mods[start : start + MODIFICATIONS_PER_REQUEST]
+            for mod in batch:
+                self._check_claimant(mod.claimant)
+            body = {"modifications": [wire.encode_modification(m) for m in batch]}
+            answer = self._call("POST", "/modify/each", body=body)
+            for mod, outcome in zip(batch, answer["outcomes"], strict=True):
+                outcomes.append(_outcome(mod, outcome))
+        return outcomes
 
     def tasks(self, query: TasksQuery) -> list[Task]:
         """List tasks in pages the server can answer: IDs 100 a request, and a queue's
@@ -401,6 +420,25 @@ def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
     except ValueError:
         seconds = BUSY_PAUSE_DEFAULT
     return min(max(seconds, BUSY_PAUSE_MIN), 60.0) if seconds == seconds else BUSY_PAUSE_DEFAULT
+
+
+def _outcome(mod: Modification, answer: dict[str, Any]) -> ModifyOutcome:
+    """Return what the server says became of ``mod``."""
+    if answer.get("error") == "dependency":
+        return wire.decode_dependency_error(answer)
+    if "error" in answer:
+        return ValueError(answer.get("message") or answer["error"])
+    return _modified(mod, answer)
+
+
+def _modified(mod: Modification, answer: dict[str, Any]) -> tuple[list[Task], list[Task]]:
+    inserted = [wire.decode_task(t, "inserted") for t in answer["inserted"]]
+    changed = [
+        # A change that kept the value is answered without it: this side has it.
+        wire.decode_task(t, "changed", known_value=c.known_value or b"")
+        for t, c in zip(answer["changed"], mod.changes, strict=True)
+    ]
+    return inserted, changed
 
 
 def _released(task: Task) -> TaskChange:

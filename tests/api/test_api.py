@@ -522,3 +522,52 @@ def test_a_renewal_answer_is_as_small_as_its_request(api: Api) -> None:
     assert len(renewed.content) < 1000
     assert renewed.json()["changed"][0]["value"] is None
     assert moved.json()["changed"][0]["value"] == B64(b"y").decode(), "a value sent comes back"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_takes_up_to_its_limit(api: Api) -> None:
+    inserted, _ = EntroQ().modify(*(inserting_into("work") for _ in range(3)))
+
+    answer = api.post("claim", {"queues": ["work"], "duration": 60, "limit": 5}).json()
+
+    assert sorted(t["id"] for t in answer["tasks"]) == sorted(str(t.id) for t in inserted)
+    assert answer["task"] == answer["tasks"][0]
+    assert api.post("claim", {"queues": ["work"], "limit": 5}).json() == {"task": None, "tasks": []}
+    for bad in (0, 101, 2.5, True, "3"):
+        refused = api.post("claim", {"queues": ["work"], "limit": bad})
+        assert refused.status_code == 400, bad
+        assert "limit" in refused.json()["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_modify_each_answers_each_outcome_and_applies_the_rest(
+    api: Api, make_api: Callable[..., Api]
+) -> None:
+    eq = EntroQ()
+    eq.modify(*(inserting_into("work") for _ in range(2)))
+    claimed = api.post("claim", {"queues": ["work"], "duration": 60, "limit": 2}).json()["tasks"]
+    first, second = claimed
+    body = {
+        "modifications": [
+            {"deletes": [{"id": first["id"], "version": first["version"]}]},
+            {"deletes": [{"id": second["id"], "version": second["version"] - 1}]},
+            {"inserts": [{"queue": "next", "value": "bWFkZQ=="}]},
+            {"deletes": [{"id": str(uuid.uuid4()), "version": 0}]},
+        ]
+    }
+
+    outcomes = api.post("modify/each", body).json()["outcomes"]
+
+    assert outcomes[0] == {"inserted": [], "changed": []}
+    assert outcomes[1]["error"] == "dependency"
+    assert outcomes[1]["deletes"] == [{"id": second["id"], "version": second["version"] - 1}]
+    assert outcomes[2]["inserted"][0]["queue"] == "next"
+    assert outcomes[3]["error"] == "dependency"
+    assert [str(t.id) for t in eq.tasks("work")] == [second["id"]]
+    assert [t.value for t in eq.tasks("next")] == [b"made"]
+
+    # A modification the token may not make refuses the whole request.
+    reader = make_api("=read,claim")  # no insert
+    refused = reader.post("modify/each", {"modifications": [{"inserts": [{"queue": "q"}]}]})
+    assert refused.status_code == 403
+    assert eq.tasks("q") == []

@@ -387,14 +387,14 @@ def test_a_task_claimed_for_a_client_that_left_meanwhile_is_released(
 ) -> None:
     EntroQ().modify(inserting_into("left", value=b"v"))
     ours, theirs = socket.socketpair()
-    claim = DjangoBackend.claim
+    claim_many = DjangoBackend.claim_many
 
     def claim_then_leave(self: DjangoBackend, *args: Any, **kwargs: Any) -> Any:
-        task = claim(self, *args, **kwargs)
+        tasks = claim_many(self, *args, **kwargs)
         theirs.close()  # the client leaves just as its task is claimed
-        return task
+        return tasks
 
-    monkeypatch.setattr(DjangoBackend, "claim", claim_then_leave)
+    monkeypatch.setattr(DjangoBackend, "claim_many", claim_then_leave)
     request = RequestFactory().post(
         "/api/v1/claim",
         json.dumps({"queues": ["left"], "wait": 2, "duration": 300}),

@@ -32,7 +32,7 @@ def test_the_server_does_what_its_document_says(
     schema = schemathesis.openapi.from_url(live_server.url + "/api/v1/openapi.json")
     headers = {"Authorization": f"Bearer {secret}"}
     operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
-    assert len(operations) == 7
+    assert len(operations) == 8
 
     for operation in operations:
 
@@ -58,6 +58,7 @@ def test_the_document_is_served_without_a_token(client: object) -> None:
     assert set(document["paths"]) == {
         "/claim",
         "/modify",
+        "/modify/each",
         "/tasks",
         "/queues",
         "/stats",
