@@ -9,6 +9,10 @@ vacuumed before its run):
   claim and one ``DELETE`` a task, on a table ``t`` of its own (issue 13);
 - ``manage.py eqworker --handler bench.handlers.noop --batch``, and the same with
   ``--prefetch 10`` (shown as n/a while eqworker has no such option);
+- the same two through the HTTP API (``eqworker --url BASE``, the token in
+  ``ENTROQ_TOKEN``): BASE is gunicorn serving the site on the same cluster, started
+  once for the run when these rows are chosen; their client CPU is the eqworker
+  processes' only, the server's being given apart, under the table;
 - pgqueuer (asyncpg) at batch size 1 and 10, its ``QueueManager`` in drain mode;
 - procrastinate's ``manage.py procrastinate worker --one-shot``;
 - django-tasks-db's ``manage.py db_worker --batch``;
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -44,6 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +192,8 @@ class Contender:
     name: str
     queue: str  # which queue it drains: a key of FILL and LEFT
     worker: dict[str, Any]  # what each of its processes runs (worker_main's spec)
-    needs: str = ""  # an eqworker option it needs, shown as n/a while it is missing
+    needs: tuple[str, ...] = ()  # eqworker options it needs, shown as n/a while one is missing
+    http: bool = False  # eqworker --url: through the HTTP API of the run's server
 
     @property
     def command(self) -> list[str]:
@@ -200,11 +207,22 @@ def eqworker(*args: str) -> dict[str, Any]:
 HANDLER = ("--handler", "bench.handlers.noop", "--queue", QUEUE)
 DJANGO_TASKS = ("--django-tasks", "--backend", "entroq", "--queue-name", QUEUE)
 PREFETCH = ("--prefetch", "10")
+HTTP = "eqworker --url"  # the in-process eqworker through the HTTP API
+HTTP_PREFETCH = "eqworker --url --prefetch 10"
 
 CONTENDERS = [
     Contender("raw psycopg, standard loop", "standard", {"kind": "standard"}),
     Contender("eqworker", "entroq", eqworker(*HANDLER)),
-    Contender("eqworker --prefetch 10", "entroq", eqworker(*HANDLER, *PREFETCH), "--prefetch"),
+    Contender("eqworker --prefetch 10", "entroq", eqworker(*HANDLER, *PREFETCH), ("--prefetch",)),
+    # drain() adds --url and the server's address to the command.
+    Contender(HTTP, "entroq", eqworker(*HANDLER), ("--url",), http=True),
+    Contender(
+        HTTP_PREFETCH,
+        "entroq",
+        eqworker(*HANDLER, *PREFETCH),
+        ("--url", "--prefetch"),
+        http=True,
+    ),
     Contender("pgqueuer, batch 1", "pgqueuer", {"kind": "pgqueuer", "batch": 1}),
     Contender("pgqueuer, batch 10", "pgqueuer", {"kind": "pgqueuer", "batch": 10}),
     Contender(
@@ -228,7 +246,7 @@ CONTENDERS = [
         "eqworker --django-tasks --prefetch 10",
         "django-tasks",
         eqworker(*DJANGO_TASKS, *PREFETCH),
-        "--prefetch",
+        ("--prefetch",),
     ),
 ]
 REFERENCE = CONTENDERS[0].name
@@ -253,6 +271,7 @@ class Run:
     commits: float
     wal_bytes: float
     steal: float | None
+    server_cpu_ms: float | None = None  # the HTTP server's processes, for --url rows
 
 
 @dataclass
@@ -262,6 +281,85 @@ class Bench:
     tasks: int
     workers: int
     enqueues: dict[str, list[float]] = field(default_factory=dict)
+    server: Server | None = None  # for the --url rows
+
+
+@dataclass(frozen=True)
+class Server:
+    """The run's gunicorn serving the site on the benchmark's cluster."""
+
+    base: str
+    token: str  # an API token of a superuser, granted everything on every queue
+    master: int | None  # gunicorn's master process, if it could be found in /proc
+
+
+def api_token(url: str) -> str:
+    """Make a superuser with an API token granted everything; return its secret."""
+    out = python(
+        url,
+        "from django.contrib.auth.models import User\n"
+        "from queues import tokens\n"
+        "user = User.objects.create_superuser('bench', email='')\n"
+        "grants = [tokens.Grant.parse('=read,claim,insert,change,delete')]\n"
+        "print(tokens.create(user, 'bench workers', grants)[1])\n",
+    )
+    return out.split()[-1]
+
+
+def proc_stat(pid: int | str) -> list[str] | None:
+    """Return the fields of /proc/<pid>/stat after the command name, or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def children(parent: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = proc_stat(entry.name)
+            if stat and int(stat[1]) == parent:  # the fields from state: state, ppid, ...
+                pids.append(int(entry.name))
+    return pids
+
+
+def gunicorn_master() -> int | None:
+    """Find the gunicorn this process started (serving's child), or None."""
+    for pid in children(os.getpid()):
+        try:
+            if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def server_cpu(master: int | None) -> float | None:
+    """CPU seconds of gunicorn's processes so far (the reaped ones included), or None."""
+    if master is None:
+        return None
+    stat = proc_stat(master)
+    if stat is None:
+        return None
+    # utime, stime, cutime, cstime: fields 14 to 17 of stat, 12 to 15 after the name.
+    ticks = sum(int(x) for x in stat[11:15])
+    for pid in children(master):
+        worker = proc_stat(pid)
+        if worker:
+            ticks += int(worker[11]) + int(worker[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def http_server(url: str, workers: int) -> Iterator[Server]:
+    """Serve the site with gunicorn on ``url`` for the --url rows, for the whole run."""
+    from scripts.webserver import serving
+
+    token = api_token(url)
+    # A thread a connection: each worker process holds up to three (worker, claims, acks).
+    with serving(url, workers=2, threads=3 * workers + 4) as base:
+        yield Server(base, token, gunicorn_master())
 
 
 def env(url: str) -> dict[str, str]:
@@ -382,6 +480,12 @@ def steal_jiffies() -> tuple[float, float] | None:
 
 def drain(bench: Bench, contender: Contender) -> Run:
     """Start W processes of ``contender``, let them drain its queue, and measure."""
+    worker, environ = contender.worker, env(bench.url)
+    if contender.http:
+        assert bench.server is not None
+        worker = {**worker, "command": [*contender.command, "--url", bench.server.base]}
+        environ["ENTROQ_TOKEN"] = bench.server.token
+    server = bench.server.master if bench.server and contender.http else None
     with tempfile.TemporaryDirectory(prefix="entroq-bench-") as folder:
         logs = [Path(folder) / f"worker{i}.log" for i in range(bench.workers)]
         results = [Path(folder) / f"worker{i}.json" for i in range(bench.workers)]
@@ -392,13 +496,13 @@ def drain(bench: Bench, contender: Contender) -> Run:
                     subprocess.Popen(
                         [
                             *(sys.executable, __file__, "--url", bench.url),
-                            *("--worker", json.dumps(contender.worker), "--result", str(result)),
+                            *("--worker", json.dumps(worker), "--result", str(result)),
                         ],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=stderr,
                         text=True,
-                        env=env(bench.url),
+                        env=environ,
                         cwd=ROOT,
                     )
                 )
@@ -416,6 +520,7 @@ def drain(bench: Bench, contender: Contender) -> Run:
         bench.pg.settle()
         commits0, wal0 = bench.pg.counters()
         steal0 = steal_jiffies()
+        server0 = server_cpu(server)
         for proc in procs:
             assert proc.stdin is not None
             assert proc.stdout is not None
@@ -430,6 +535,7 @@ def drain(bench: Bench, contender: Contender) -> Run:
             if proc.returncode:
                 raise failed(f"a worker exited with {proc.returncode}", log)
         steal1 = steal_jiffies()
+        server1 = server_cpu(server)
         reports = [json.loads(result.read_text()) for result in results]
     bench.pg.settle()
     commits1, wal1 = bench.pg.counters()
@@ -453,17 +559,24 @@ def drain(bench: Bench, contender: Contender) -> Run:
         commits=(commits1 - commits0) / count,
         wal_bytes=(wal1 - wal0) / count,
         steal=steal,
+        server_cpu_ms=(
+            1000 * (server1 - server0) / count
+            if server0 is not None and server1 is not None
+            else None
+        ),
     )
 
 
 def median(runs: list[Run]) -> Run:
     steals = [r.steal for r in runs if r.steal is not None]
+    servers = [r.server_cpu_ms for r in runs if r.server_cpu_ms is not None]
     return Run(
         rate=statistics.median(r.rate for r in runs),
         cpu_ms=statistics.median(r.cpu_ms for r in runs),
         commits=statistics.median(r.commits for r in runs),
         wal_bytes=statistics.median(r.wal_bytes for r in runs),
         steal=max(steals) if steals else None,
+        server_cpu_ms=statistics.median(servers) if servers else None,
     )
 
 
@@ -473,7 +586,7 @@ def eqworker_options(url: str) -> str:
 
 
 NAME = 38  # the width of the contenders' names
-TARGET = 50  # of the targets'
+TARGET = 68  # of the targets'
 
 
 def report(results: dict[str, Run | None], missing: dict[str, str]) -> None:
@@ -495,6 +608,23 @@ def report(results: dict[str, Run | None], missing: dict[str, str]) -> None:
             f"{run.cpu_ms:>12.3f} {run.commits:>13.2f} {run.wal_bytes:>11,.0f} "
             f"{fmt(run.steal, '>8.1f')}"
         )
+    http = [c for c in CONTENDERS if c.http and results.get(c.name)]
+    if http:
+        print(
+            "  --url rows: CPU ms/task is the eqworker processes' only, not the HTTP server's;\n"
+            "  commits/task and WAL B/task are the database's, the server's work included."
+        )
+        for contender in http:
+            run = results[contender.name]
+            assert run is not None
+            print(
+                f"  gunicorn's CPU ms/task beside {contender.name}: "
+                + (
+                    f"{run.server_cpu_ms:.3f} (its processes' /proc/<pid>/stat)"
+                    if run.server_cpu_ms is not None
+                    else "unknown (no /proc)"
+                )
+            )
 
 
 def report_enqueue(enqueues: dict[str, list[float]], tasks: int) -> None:
@@ -522,6 +652,12 @@ def report_targets(results: dict[str, Run | None], enqueues: dict[str, list[floa
             "eqworker --prefetch 10 / pgqueuer batch 10",
             rate("eqworker --prefetch 10"),
             rate("pgqueuer, batch 10"),
+            1.0,
+        ),
+        (
+            "eqworker --url --prefetch 10 / eqworker (in-process, one at a time)",
+            rate(HTTP_PREFETCH),
+            rate("eqworker"),
             1.0,
         ),
         (
@@ -588,22 +724,31 @@ def main() -> None:
         manage(url, "migrate", "--no-input")
         pgqueuer_call(url, "install")
         options = eqworker_options(url)
-        missing = {c.name: c.needs for c in CONTENDERS if c.needs and c.needs not in options}
+        missing = {
+            c.name: lacking[0]
+            for c in CONTENDERS
+            if (lacking := [o for o in c.needs if o not in options])
+        }
         chosen = [
             c
             for c in CONTENDERS
             if c.name == REFERENCE or not args.only or any(o in c.name for o in args.only)
         ]
         bench = Bench(url, Postgres(url), args.tasks, args.workers)
+        serve = any(c.http and c.name not in missing for c in chosen)
+        server: contextlib.AbstractContextManager[Server | None] = (
+            http_server(url, args.workers) if serve else contextlib.nullcontext()
+        )
         runs: dict[str, list[Run]] = {c.name: [] for c in CONTENDERS}
         steal_at_start = steal_jiffies()
-        for _ in range(args.repeats):
-            for contender in chosen:
-                if contender.name in missing:
-                    continue
-                print(f"  ... {contender.name}", file=sys.stderr, flush=True)
-                fill(bench, contender.queue)
-                runs[contender.name].append(drain(bench, contender))
+        with server as bench.server:
+            for _ in range(args.repeats):
+                for contender in chosen:
+                    if contender.name in missing:
+                        continue
+                    print(f"  ... {contender.name}", file=sys.stderr, flush=True)
+                    fill(bench, contender.queue)
+                    runs[contender.name].append(drain(bench, contender))
         steal_at_end = steal_jiffies()
         bench.pg.conn.close()
     results = {c.name: median(runs[c.name]) if runs[c.name] else None for c in chosen}

@@ -52,9 +52,21 @@ ROWS = {
             rf"^  {name} +({FIGURE}( +{FIGURE}){{4}} +({FIGURE}|-)|n/a \(no --prefetch yet\))$"
             for name in ("eqworker --prefetch 10", "eqworker --django-tasks --prefetch 10")
         ),
+        # Through the HTTP API of a gunicorn on the same cluster, with its CPU apart.
+        *(
+            rf"^  {name} +{FIGURE}( +{FIGURE}){{4}} +({FIGURE}|-)$"
+            for name in ("eqworker --url", "eqworker --url --prefetch 10")
+        ),
+        r"^  --url rows: CPU ms/task is the eqworker processes' only, not the HTTP server's;$",
+        *(
+            rf"^  gunicorn's CPU ms/task beside {name}: ({FIGURE} |unknown)"
+            for name in ("eqworker --url", "eqworker --url --prefetch 10")
+        ),
         rf"^  django-tasks-db +{FIGURE} calls/s +x django-tasks-db +1\.00$",
         rf"^  EntroQBackend +{FIGURE} calls/s +x django-tasks-db +{FIGURE}$",
         r"^  eqworker / raw loop +[\d.]+ +target 0\.85 +(met|not met)$",
+        r"^  eqworker --url --prefetch 10 / eqworker \(in-process, one at a time\) +[\d.]+ "
+        r"+target 1\.00 +(met|not met)$",
         r"^No task lost or run twice",
     ],
     "http_api.py": [
