@@ -29,14 +29,13 @@ from django.db import DatabaseError, connections, transaction
 from ..backend import Backend, ClaimQuery, ModifyOutcome, Notifier, QueuesQuery, TasksQuery
 from ..departures import DEPARTURES_TABLE, DepartureCounts
 from ..errors import DependencyError
-from ..kinds import error_kind
 from ..modify import Modification, TaskChange, inserted_task
 from ..tasks import QueueStat, Task, TaskID
 from . import listings
 from .base import Dialect, Listener, notifier_for
 from .dialects import DIALECTS, dialect_for
 from .outages import reconnecting
-from .sql import COLUMNS, COLUMNS_NO_VALUE, LOCK_BATCH, TASK_TABLE
+from .sql import COLUMNS, COLUMNS_NO_VALUE, LOCK_BATCH, TASK_TABLE, changed_columns
 
 logger = logging.getLogger(__name__)
 
@@ -431,12 +430,7 @@ class DjangoBackend(Backend):
             "claimant": dialect.db_uuid(claimant) if at > now else None,
             "now": dialect.db_time(now),
         }
-        # Only what the change gives is written: an unchanged value (every renewal) is
-        # neither sent nor rewritten, and absent fields keep what is stored.
-        fields = {"queue": change.queue, "value": change.value, "attempt": change.attempt}
-        if change.err is not None:
-            fields.update(err=change.err, err_kind=error_kind(change.err))
-        given = {column: new for column, new in fields.items() if new is not None}
+        given = changed_columns(change)
         params.update(given)
         known = change.answered_value()
         rows = self._execute(

@@ -30,7 +30,7 @@ from ..kinds import error_kind
 from ..modify import TaskChange
 from ..tasks import Task, TaskData, TaskID
 from .base import Dialect, notifier_for
-from .sql import COLUMNS, NOTIFY_CHANNEL, TASK_TABLE
+from .sql import COLUMNS, NOTIFY_CHANNEL, TASK_TABLE, changed_columns
 
 logger = logging.getLogger(__name__)
 
@@ -480,11 +480,7 @@ class PostgresDialect(Dialect):
             "at": change.at,
             "arrival_in": change.arrival_in or 0.0,
         }
-        # Only what the change gives is written, as in the full path.
-        fields = {"queue": change.queue, "value": change.value, "attempt": change.attempt}
-        if change.err is not None:
-            fields.update(err=change.err, err_kind=error_kind(change.err))
-        given = {column: new for column, new in fields.items() if new is not None}
+        given = changed_columns(change)
         params.update(given)
         known = change.answered_value()
         cursor = self.hot_cursor()

@@ -8,6 +8,11 @@ own module (``postgresql``, ``sqlite``).
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..kinds import error_kind
+from ..modify import TaskChange
+
 TASK_TABLE = "entroq_task"
 COLUMNS = "id, queue, version, at, claimant, claims, value, created, modified, attempt, err"
 COLUMNS_NO_VALUE = COLUMNS.replace("value", "NULL")
@@ -25,6 +30,17 @@ DELETE_ONE = (
     f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
     "AND (claimant IS NULL OR claimant = %(me)s OR at <= {now}) RETURNING queue"
 )
+
+
+def changed_columns(change: TaskChange) -> dict[str, Any]:
+    """Return the columns ``change`` writes, by name: only what it gives, so that an
+    unchanged value (every renewal) is neither sent nor rewritten, and absent fields
+    keep what is stored; an error brings its kind for triage."""
+    fields: dict[str, Any] = {"queue": change.queue, "value": change.value}
+    fields["attempt"] = change.attempt
+    if change.err is not None:
+        fields.update(err=change.err, err_kind=error_kind(change.err))
+    return {column: new for column, new in fields.items() if new is not None}
 
 
 def prefix_range(prefix: str) -> tuple[str, str | None]:
