@@ -264,20 +264,18 @@ def modify_each(request: HttpRequest, token: ApiToken) -> HttpResponse:
             _authorize(token, mod)  # a task it may not see is answered as missing
         except DependencyError as hidden:
             outcomes[index] = wire.encode_dependency_error(hidden)
+            metrics.MODIFICATIONS.labels("conflict").inc()
         else:
             allowed.append(index)
     applied = client().backend.modify_each([mods[i] for i in allowed])
     for index, outcome in zip(allowed, applied, strict=True):
         if isinstance(outcome, DependencyError):
-            outcomes[index] = wire.encode_dependency_error(outcome)
+            outcomes[index], kind = wire.encode_dependency_error(outcome), "conflict"
         elif isinstance(outcome, ValueError):
             outcomes[index] = {"error": "bad_request", "message": str(outcome)}
-        else:
-            outcomes[index] = _modified(mods[index], *outcome)
-    for answered in outcomes:
-        kind = "done" if answered and "error" not in answered else "conflict"
-        if answered and answered.get("error") == "bad_request":
             kind = "invalid"
+        else:
+            outcomes[index], kind = _modified(mods[index], *outcome), "done"
         metrics.MODIFICATIONS.labels(kind).inc()
     return JsonResponse({"outcomes": outcomes})
 

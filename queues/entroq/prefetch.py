@@ -20,7 +20,7 @@ from typing import Protocol
 from .backend import Backend, ModifyOutcome
 from .errors import BackendUnavailable, ClaimTimeout, DependencyError
 from .leases import LeaseClient
-from .modify import Modification, TaskChange
+from .modify import Modification, new_modification
 from .tasks import Duration, Task
 
 logger = logging.getLogger(__name__)
@@ -137,13 +137,8 @@ class Prefetcher:
         self._renewer.join(max(self.lease, 10.0))
         if not waiting:
             return
-        releases = [
-            Modification(
-                claimant=self.client.id,
-                changes=[TaskChange(id=t.id, version=t.version, known_value=t.value)],
-            )
-            for t in waiting
-        ]
+        # A change that gives nothing makes the task available now: released.
+        releases = [new_modification(self.client.id, task.as_change()) for task in waiting]
         try:
             outcomes = self.client.backend.modify_each(releases)
         except BackendUnavailable as error:
