@@ -93,7 +93,8 @@ def raw_postgres_worker(url: str) -> dict[str, Any]:
         ready_and_wait()
         while True:
             row = conn.execute(
-                POSTGRES_CLAIM, {"queues": [QUEUE], "claimant": me, "duration": 60.0}
+                POSTGRES_CLAIM,
+                {"q0": QUEUE, "claimant": me, "duration": 60.0},
             ).fetchone()
             statements += 1
             if row is None:

@@ -34,53 +34,37 @@ from .sql import COLUMNS, NOTIFY_CHANNEL, TASK_TABLE, changed_columns
 
 logger = logging.getLogger(__name__)
 
-# One statement: lock one of the oldest available tasks of a random queue that has
-# any, skipping rows other claims hold, and claim it. A row that a concurrent claim
-# locked and committed first is re-checked and dropped (its ``at`` moved on).
-POSTGRES_CLAIM = f"""
+# One statement claims up to ``limit`` tasks: each queue's oldest available tasks (up
+# to ``candidates`` of them) in a random order, taken a turn at a time across the
+# queues in a random order of queues, so that a batch is as fair across queues, and as
+# random within one, as single claims are. The candidates are found in the index and
+# each is fetched by its row address (in the order picked) only when the claim needs
+# one more: a claim of one task reads one or two rows, not every candidate. A row that
+# a concurrent claim locked and committed first is re-checked and dropped (its ``at``
+# moved on). The queues are a
+# list of values, not an array parameter: PostgreSQL plans a statement over an array
+# of unknown length anew each time, which costs more than running it; for the same
+# reason the limits are written in the statement, not sent as parameters.
+_CLAIM = f"""
     WITH q AS (
-        SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
+        SELECT name, random() AS queue_rank FROM (VALUES {{queues}}) AS given(name)
     ), candidates AS MATERIALIZED (
-        SELECT c.id, q.queue_rank, random() AS task_rank
-        FROM q CROSS JOIN LATERAL (
-            SELECT id FROM {TASK_TABLE}
-            WHERE queue = q.name AND at <= statement_timestamp()
-            ORDER BY at LIMIT {CLAIM_CANDIDATES}
-        ) AS c
-    ), picked AS (
-        SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
-        WHERE t.at <= statement_timestamp()
-        ORDER BY candidates.queue_rank, candidates.task_rank
-        LIMIT 1
-        FOR UPDATE OF t SKIP LOCKED
-    )
-    UPDATE {TASK_TABLE} AS t
-    SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
-        at = statement_timestamp() + make_interval(secs => %(duration)s),
-        modified = statement_timestamp()
-    FROM picked WHERE t.id = picked.id
-    RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
-"""
-# The same for up to ``limit`` tasks: each queue's candidates in a random order, taken
-# a turn at a time across the queues (in a random order of queues), so that a batch is
-# as fair across queues, and as random within one, as single claims are.
-POSTGRES_CLAIM_MANY = f"""
-    WITH q AS (
-        SELECT name, random() AS queue_rank FROM unnest(%(queues)s::text[]) AS name
-    ), candidates AS MATERIALIZED (
-        SELECT c.id, q.queue_rank,
+        SELECT c.tid, q.name AS queue, q.queue_rank,
                row_number() OVER (PARTITION BY q.name ORDER BY random()) AS turn
         FROM q CROSS JOIN LATERAL (
-            SELECT id FROM {TASK_TABLE}
+            SELECT ctid AS tid FROM {TASK_TABLE}
             WHERE queue = q.name AND at <= statement_timestamp()
-            ORDER BY at LIMIT %(candidates)s
+            ORDER BY at LIMIT {{candidates}}
         ) AS c
     ), picked AS (
-        SELECT t.id FROM candidates JOIN {TASK_TABLE} AS t ON t.id = candidates.id
-        WHERE t.at <= statement_timestamp()
-        ORDER BY candidates.turn, candidates.queue_rank
-        LIMIT %(limit)s
-        FOR UPDATE OF t SKIP LOCKED
+        SELECT t.id
+        FROM (SELECT tid, queue FROM candidates ORDER BY turn, queue_rank) AS c
+        CROSS JOIN LATERAL (
+            SELECT id FROM {TASK_TABLE}
+            WHERE ctid = c.tid AND queue = c.queue AND at <= statement_timestamp()
+            FOR UPDATE SKIP LOCKED
+        ) AS t
+        LIMIT {{limit}}
     )
     UPDATE {TASK_TABLE} AS t
     SET version = t.version + 1, claims = t.claims + 1, claimant = %(claimant)s,
@@ -89,6 +73,22 @@ POSTGRES_CLAIM_MANY = f"""
     FROM picked WHERE t.id = picked.id
     RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
 """
+
+
+@functools.cache
+def claim_statement(queues: int, limit: int = 1) -> str:
+    """Return the statement that claims up to ``limit`` tasks of ``queues`` queues,
+    given as ``%(q0)s``, ``%(q1)s``..."""
+    return _CLAIM.format(
+        queues=", ".join(f"(%(q{i})s::text)" for i in range(queues)),
+        limit=limit,
+        # Enough candidates a queue to fill a batch from one queue, and never fewer
+        # than a single claim picks from.
+        candidates=max(CLAIM_CANDIDATES, 2 * limit),
+    )
+
+
+POSTGRES_CLAIM = claim_statement(1)
 # Finished tasks of one claimant, deleted together: each version unless another
 # claimant holds it (as ``DELETE_ONE``, a row at a time).
 POSTGRES_DELETE_MANY = f"""
@@ -357,28 +357,14 @@ class PostgresDialect(Dialect):
         return self.read_time(self.execute("SELECT statement_timestamp()", {})[0][0])
 
     def claim(self, query: ClaimQuery) -> Task | None:
-        params = {
-            "queues": list(query.queues),
-            "claimant": query.claimant,
-            "duration": float(query.duration),
-        }
-        cursor = self.hot_cursor()
-        cursor.execute(POSTGRES_CLAIM, params)
-        row = cursor.fetchone()
-        return self.row_to_task(row) if row else None
+        tasks = self.claim_many(query)
+        return tasks[0] if tasks else None
 
     def claim_many(self, query: ClaimQuery) -> list[Task]:
-        params = {
-            "queues": list(query.queues),
-            "claimant": query.claimant,
-            "duration": float(query.duration),
-            "limit": query.limit,
-            # Enough candidates a queue to fill a batch from one queue, and never
-            # fewer than a single claim picks from.
-            "candidates": max(CLAIM_CANDIDATES, 2 * query.limit),
-        }
+        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(query.queues)}
+        params.update(claimant=query.claimant, duration=float(query.duration))
         cursor = self.hot_cursor()
-        cursor.execute(POSTGRES_CLAIM_MANY, params)
+        cursor.execute(claim_statement(len(query.queues), query.limit), params)
         return [self.row_to_task(row) for row in cursor.fetchall()]
 
     def delete_many(
