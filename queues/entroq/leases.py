@@ -59,7 +59,9 @@ class LeaseKeeper:
         """Keep renewing ``tasks`` until ``release``."""
         with self._cond:
             self._tasks, self._error, self._renewed_at = list(tasks), None, time.monotonic()
-            self._cond.notify_all()
+            # The thread, idle or not, looks again within lease / 2 of when it last
+            # did, so before these tasks are due: waking it for each task would cost
+            # more than most tasks.
 
     def release(self, *, raise_error: bool = True) -> list[Task]:
         """Stop renewing; return the tasks at their latest versions.
@@ -71,7 +73,6 @@ class LeaseKeeper:
                 self._cond.wait()
             tasks, error = self._tasks, self._error
             self._tasks = self._error = None
-            self._cond.notify_all()
         if error is not None and raise_error:
             raise error
         return tasks or []
@@ -89,7 +90,7 @@ class LeaseKeeper:
         with self._cond:
             while not self._closed:
                 if self._tasks is None or self._error is not None:
-                    self._cond.wait()
+                    self._cond.wait(self.lease / 2)
                     continue
                 left = self._renewed_at + self.lease / 2 - time.monotonic()
                 if left <= 0:
