@@ -52,6 +52,7 @@ class WorkerClient(LeaseClient, Protocol):
     def modify(self, *args: ModifyArg) -> tuple[list[Task], list[Task]]: ...
 
 
+DONE = "done"
 NOT_STORED = "outcome not stored, redelivered when its lease lapses"
 # While the store is unavailable a run waits this long, doubling up to the most.
 OUTAGE_BACKOFF = 1.0
@@ -243,7 +244,7 @@ class Worker:
             return None
         try:
             self.client.modify(with_modification(rewritten))
-            return "done"
+            return DONE
         except ValueError as error:
             reason = _err_text(f"the work's modification was refused: {error}")
             logger.warning("task %s from %s: %s", current.id, current.queue, reason)
@@ -257,9 +258,7 @@ class Worker:
             self._log(current, "dependency error", started, outcome)
             self._dependency_error(outcome)
         elif isinstance(outcome, BackendUnavailable):
-            self._log(
-                current, "outcome not stored, redelivered when its lease lapses", started, outcome
-            )
+            self._log(current, NOT_STORED, started, outcome)
         elif isinstance(outcome, ValueError):
             reason = _err_text(f"the work's modification was refused: {outcome}")
             logger.warning("task %s from %s: %s", current.id, current.queue, reason)
@@ -270,7 +269,7 @@ class Worker:
                 return
             self._log(current, f"{moved} ({reason})", started, None)
         else:
-            self._log(current, "done", started, None)
+            self._log(current, DONE, started, None)
 
     def _move_or_retry(self, current: Task, message: str) -> str:
         """Move ``current`` to its error queue; if that cannot be, retry it later."""
@@ -328,7 +327,13 @@ class Worker:
 
     @staticmethod
     def _log(task: Task, outcome: str, started: float, error: BaseException | None) -> None:
-        logger.info(
+        # A task done is news only when debugging: at thousands a second, a log line
+        # for each would cost a worker a quarter of its time. Anything else is news.
+        level = logging.DEBUG if outcome == DONE else logging.INFO
+        if not logger.isEnabledFor(level):
+            return
+        logger.log(
+            level,
             "task %s from %s: %s in %.3f s%s",
             task.id,
             task.queue,

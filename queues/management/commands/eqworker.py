@@ -21,6 +21,8 @@ from queues.entroq.worker import Work
 logger = logging.getLogger("queues.eqworker")
 
 MAX_BACKOFF = 30.0
+# How often a running worker logs how many tasks it did.
+PROGRESS_EVERY = 60.0
 
 
 class Command(BaseCommand):
@@ -105,6 +107,8 @@ class Command(BaseCommand):
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
 
+        if options["verbosity"] >= 2:  # each task done, not only failures and progress
+            logging.getLogger("queues.entroq.worker").setLevel(logging.DEBUG)
         stop = threading.Event()
         previous = self._install_signal_handlers(stop)
         try:
@@ -154,9 +158,20 @@ class Command(BaseCommand):
         )
         for thread in threads:
             thread.start()
+        reported, reported_at = 0, time.monotonic()
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(0.5)  # wake regularly so that signals are handled
+            # Each task is logged only at DEBUG (see Worker._log): say how it goes.
+            if time.monotonic() - reported_at >= PROGRESS_EVERY:
+                done = budget.done
+                logger.info(
+                    "eqworker: %d task(s) in the last %.0f s, %d in all",
+                    done - reported,
+                    time.monotonic() - reported_at,
+                    done,
+                )
+                reported, reported_at = done, time.monotonic()
         logger.info("eqworker: stopped after %d task(s)", budget.done)
         if failures:
             raise CommandError(f"a worker failed: {failures[0]!r}")
