@@ -557,6 +557,34 @@ def test_modify_each_applies_each_on_its_own(eq: EntroQ, other: EntroQ) -> None:
     assert [t.value for t in eq.tasks("next")] == [b"made"]
 
 
+def test_modify_each_reports_a_change_that_cannot_be_made_alone(eq: EntroQ, other: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("q") for _ in range(3)))
+    mine = eq.try_claim_many("q", limit=3, duration=60)
+    insert(eq, "held")
+    held = other.try_claim("held", duration=60)
+    assert held is not None
+    stale = dataclasses.replace(mine[1], version=mine[1].version - 1)
+
+    outcomes = eq.modify_each(
+        [mine[0].as_change(queue="done", value=b"0")],
+        [stale.as_change(queue="done")],
+        [held.as_change(queue="done")],
+        [mine[2].as_change(queue="done", value=b"2")],
+    )
+
+    assert isinstance(outcomes[1], entroq.DependencyError)
+    assert outcomes[1].changes == [stale.id_version()]
+    assert isinstance(outcomes[2], entroq.DependencyError)
+    assert outcomes[2].claims == [held.id_version()]
+    for outcome, task in ((outcomes[0], mine[0]), (outcomes[3], mine[2])):
+        assert isinstance(outcome, tuple)
+        [changed] = outcome[1]
+        assert (changed.id, changed.queue, changed.version) == (task.id, "done", task.version + 1)
+    assert sorted(t.value for t in eq.tasks("done")) == [b"0", b"2"]
+    assert [t.id for t in eq.tasks("q")] == [mine[1].id]
+    assert [t.id for t in eq.tasks("held")] == [held.id]
+
+
 def test_queue_matching_by_prefix_and_exact_name(eq: EntroQ) -> None:
     for queue in ("jobs/a", "jobs/b", "jobs/b", "other", "jobs_x", "JOBS/c"):
         insert(eq, queue)

@@ -45,6 +45,20 @@ def test_claim_and_delete_are_one_statement_each(eq: EntroQ) -> None:
     assert eq.queues() == {untouched: 1}
 
 
+def test_lone_changes_of_a_batch_are_a_statement_each(eq: EntroQ) -> None:
+    eq.modify(*(entroq.inserting_into("q") for _ in range(5)))
+    tasks = eq.try_claim_many("q", limit=5, duration=60)
+
+    with CaptureQueriesContext(connection) as applied:
+        outcomes = eq.modify_each(*([t.as_change(queue="done")] for t in tasks))
+
+    assert all(isinstance(o, tuple) for o in outcomes)
+    assert eq.queues() == {"done": 5}
+    if connection.vendor == "postgresql":  # one transaction, no reads before the writes
+        statements = [q["sql"] for q in applied.captured_queries]
+        assert (statements[0], len(statements), statements[-1]) == ("BEGIN", 7, "COMMIT")
+
+
 def test_a_failed_fast_delete_reports_why(eq: EntroQ) -> None:
     [task], _ = eq.modify(entroq.inserting_into("q"))
     claimed = eq.try_claim("q", duration=60)

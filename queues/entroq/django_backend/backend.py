@@ -273,20 +273,25 @@ class DjangoBackend(Backend):
         """Apply each of ``mods`` on its own (see ``Backend.modify_each``).
 
         The lone deletions among them (a worker's finished tasks) are one statement
-        and one commit for all of a claimant's; a deletion that statement could not
-        make, and every other modification, goes through ``modify`` alone, which says
-        why or applies it.
+        and one commit for all of a claimant's; the lone changes (a task moved to a
+        results queue) are one commit for all, where the database changes one in a
+        statement. A deletion or change those could not make, and every other
+        modification, goes through ``modify`` alone, which says why or applies it.
         """
         outcomes: list[ModifyOutcome | None] = [None] * len(mods)
         lone: dict[uuid.UUID | None, list[int]] = {}
+        changes: list[int] = []
         for index, mod in enumerate(mods):
             try:
                 mod.check(self.max_value_bytes)
             except ValueError as error:
                 outcomes[index] = error
                 continue
-            if len(mod.deletes) == 1 and not (mod.inserts or mod.changes or mod.depends):
-                lone.setdefault(mod.claimant, []).append(index)
+            if not (mod.inserts or mod.depends):
+                if len(mod.deletes) == 1 and not mod.changes:
+                    lone.setdefault(mod.claimant, []).append(index)
+                elif len(mod.changes) == 1 and not mod.deletes:
+                    changes.append(index)
         if not connections[self.using].in_atomic_block:  # else a rollback would lie
             for claimant, indexes in lone.items():
                 targets = [mods[i].deletes[0] for i in indexes]
@@ -297,6 +302,8 @@ class DjangoBackend(Backend):
                 for i in indexes:
                     if mods[i].deletes[0].id in deleted:
                         outcomes[i] = ([], [])
+            if len(changes) > 1 and self.dialect.changes_one_in_a_statement:
+                self._change_together(mods, changes, outcomes)
         for index, mod in enumerate(mods):
             if outcomes[index] is None:
                 try:
@@ -304,6 +311,28 @@ class DjangoBackend(Backend):
                 except (DependencyError, ValueError) as error:
                     outcomes[index] = error
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _change_together(
+        self, mods: Sequence[Modification], indexes: list[int], outcomes: list[Any]
+    ) -> None:
+        """Apply the lone changes ``mods[i]`` of ``indexes`` in one transaction, a
+        statement each, setting the outcome of each that was made.
+
+        A change that cannot be made changes nothing and fails no other; a database
+        error rolls them all back, and each then goes alone.
+        """
+        made: dict[int, Task] = {}
+        try:
+            with transaction.atomic(using=self.using):
+                for i in indexes:
+                    changed = self._change_one(mods[i])
+                    if changed is not None:
+                        made[i] = changed
+        except DatabaseError as error:
+            logger.debug("entroq: changes applied alone after %s", error)
+            return
+        for i, changed in made.items():
+            outcomes[i] = ([], [changed])
 
     # Departures (see ``queues.entroq.departures``).
 
