@@ -695,8 +695,8 @@ def main() -> None:
         "--only",
         action="append",
         default=[],
-        help="run only the contenders whose names contain this (repeat; the raw loop, "
-        "the reference, always runs)",
+        help="run only the contenders whose names contain this, or only the one so named "
+        "(repeat; the raw loop, the reference, always runs)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -729,10 +729,13 @@ def main() -> None:
             for c in CONTENDERS
             if (lacking := [o for o in c.needs if o not in options])
         }
+        names = {c.name for c in CONTENDERS}
         chosen = [
             c
             for c in CONTENDERS
-            if c.name == REFERENCE or not args.only or any(o in c.name for o in args.only)
+            if c.name == REFERENCE
+            or not args.only
+            or any(o == c.name or (o not in names and o in c.name) for o in args.only)
         ]
         bench = Bench(url, Postgres(url), args.tasks, args.workers)
         serve = any(c.http and c.name not in missing for c in chosen)
