@@ -297,5 +297,9 @@ LOGGING = {
     "loggers": {
         "queues": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django logs each task call's start and end at INFO: in a worker at thousands
+        # a second, the log would cost more than the calls. Failures are ERRORs;
+        # eqworker -v 2 shows the rest.
+        "django.tasks": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

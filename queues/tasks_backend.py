@@ -178,9 +178,10 @@ class EntroQBackend(BaseTaskBackend):
             else:
                 value = task.call(*result.args, **result.kwargs)
             payload["return_value"] = normalize_json(value)
-            size = len(json.dumps(payload).encode())  # refuse what cannot be stored
-            if size > app_settings().MAX_VALUE_BYTES:
-                raise ValueError(f"the result of {size} bytes is over the value limit")
+            payload["finished_at"] = datetime.now(tz=stored.at.tzinfo).isoformat()
+            encoded = json.dumps(payload).encode()
+            if len(encoded) > app_settings().MAX_VALUE_BYTES:  # refuse what cannot be stored
+                raise ValueError(f"the result of {len(encoded)} bytes is over the value limit")
             status, queue = TaskResultStatus.SUCCESSFUL, stored.queue + DONE
         except Exception as error:  # the task's failure is its result
             kind = type(error)
@@ -192,9 +193,10 @@ class EntroQBackend(BaseTaskBackend):
                 }
             ]
             status, queue = TaskResultStatus.FAILED, stored.queue + ERR
-        payload["finished_at"] = datetime.now(tz=stored.at.tzinfo).isoformat()
+            payload["finished_at"] = datetime.now(tz=stored.at.tzinfo).isoformat()
+            encoded = json.dumps(payload).encode()
         task_finished.send(type(self), task_result=self._result(task, stored, payload, status))
-        return [stored.as_change(queue=queue, value=json.dumps(payload).encode())]
+        return [stored.as_change(queue=queue, value=encoded)]
 
 
 def _time(text: str | None) -> datetime | None:

@@ -109,6 +109,7 @@ class Command(BaseCommand):
 
         if options["verbosity"] >= 2:  # each task done, not only failures and progress
             logging.getLogger("queues.entroq.worker").setLevel(logging.DEBUG)
+            logging.getLogger("django.tasks").setLevel(logging.INFO)
         stop = threading.Event()
         previous = self._install_signal_handlers(stop)
         try:
