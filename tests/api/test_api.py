@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pytest_django.live_server_helper import LiveServer
 
 from queues import tokens
@@ -98,6 +99,22 @@ def test_one_token_cannot_act_as_another(make_api: Callable[..., Api]) -> None:
 
     assert stolen.status_code == 409
     assert stolen.json()["claims"] == [{"id": task["id"], "version": task["version"]}]
+
+
+def test_a_token_granted_every_queue_is_not_looked_up_before_the_store(api: Api) -> None:
+    insert(api, "work")
+    claimed = api.post("claim", {"queues": ["work"], "duration": 60}).json()["task"]
+    deletion = {"deletes": [{"id": claimed["id"], "version": claimed["version"]}]}
+    api.get("tasks", {"queue": "work"})  # the token is remembered: no lookup of it either
+
+    with CaptureQueriesContext(connection) as queries:
+        done = api.post("modify", deletion)
+
+    assert done.status_code == 200
+    assert len(queries) == 1, [q["sql"] for q in queries.captured_queries]
+    again = api.post("modify", deletion)
+    assert again.status_code == 409, "the store itself answers what it cannot do"
+    assert again.json()["deletes"] == deletion["deletes"]
 
 
 def test_a_failed_modify_answers_409_with_every_problem(api: Api) -> None:

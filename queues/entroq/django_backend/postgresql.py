@@ -511,16 +511,20 @@ class PostgresDialect(Dialect):
     @contextlib.contextmanager
     def statement_timeout(connection: BaseDatabaseWrapper, seconds: float) -> Iterator[None]:
         """PostgreSQL's ``statement_timeout``, put back afterwards: the connection
-        outlives the request."""
+        outlives the request.
+
+        Both statements go through psycopg's connection, not a Django cursor, which
+        would cost an API request more than its task does; errors are Django's all
+        the same.
+        """
         from psycopg.pq import TransactionStatus
 
-        with connection.cursor() as cursor:
-            cursor.execute(
+        with connection.wrap_database_errors:
+            previous = connection.connection.execute(
                 "SELECT current_setting('statement_timeout'), "
                 "set_config('statement_timeout', %s, false)",
                 [f"{max(1, round(seconds * 1000))}ms"],
-            )
-            previous = cursor.fetchone()[0]
+            ).fetchone()[0]
         try:
             yield
         finally:
@@ -529,10 +533,8 @@ class PostgresDialect(Dialect):
             # connection took it along.
             if raw is not None and raw.info.transaction_status != TransactionStatus.INERROR:
                 try:
-                    with connection.cursor() as cursor:
-                        cursor.execute(
-                            "SELECT set_config('statement_timeout', %s, false)", [previous]
-                        )
+                    with connection.wrap_database_errors:
+                        raw.execute("SELECT set_config('statement_timeout', %s, false)", [previous])
                 except Error:
                     # Never left to a later request with our timeout; and the error
                     # that brought us here, if any, is the one to report.
