@@ -133,6 +133,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the URL: a NUL in it is a 400, never a database error.
     "queues.middleware.RefuseNulMiddleware",
+    # Answers the API's operations; the rest serves pages.
+    "queues.middleware.ApiMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -82,6 +82,7 @@ def endpoint(
             metrics.LATENCY.labels(operation).observe(time.perf_counter() - started)
             return response
 
+        wrapper.entroq_api = True  # type: ignore[attr-defined]  # see ApiMiddleware
         return wrapper
 
     return decorate

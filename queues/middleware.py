@@ -15,6 +15,7 @@ from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render, resolve_url
 from django.template.response import SimpleTemplateResponse
+from django.urls import Resolver404, resolve
 from django_htmx.http import HttpResponseClientRedirect
 
 from queues.conf import app_settings
@@ -38,6 +39,31 @@ class RefuseNulMiddleware:
                 "NUL characters are not allowed in URLs.\n", content_type="text/plain"
             )
         return self.get_response(request)
+
+
+class ApiMiddleware:
+    """Answer the HTTP API's operations at once, without the middleware below this one.
+
+    Sessions, CSRF, logins, messages, CSP, htmx and the login throttle serve the
+    dashboard; requests that carry an API token need none of them, and a worker
+    makes thousands a second, for which they cost more than the API's own work. Put
+    it after ``SecurityMiddleware`` and ``RefuseNulMiddleware``. Any other request
+    goes on down the chain.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        if not getattr(match.func, "entroq_api", False):
+            return self.get_response(request)
+        request.resolver_match = match
+        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        return response
 
 
 def to_login(

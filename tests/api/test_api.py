@@ -588,3 +588,14 @@ def test_modify_each_answers_each_outcome_and_applies_the_rest(
     refused = reader.post("modify/each", {"modifications": [{"inserts": [{"queue": "q"}]}]})
     assert refused.status_code == 403
     assert eq.tasks("q") == []
+
+
+def test_api_operations_skip_the_pages_middleware(api: Api, client: Any) -> None:
+    answered = api.get("time")
+    page = client.get("/api/v1/openapi.json")  # not an operation: the whole chain
+
+    assert answered.status_code == 200
+    assert answered["X-Content-Type-Options"] == "nosniff", "SecurityMiddleware runs"
+    assert "Content-Security-Policy" not in answered, "the pages' middleware does not"
+    assert "Vary" not in answered, "no session or CSRF cookie is looked at"
+    assert "Content-Security-Policy" in page
