@@ -63,6 +63,10 @@ class ApiMiddleware:
             return self.get_response(request)
         request.resolver_match = match
         response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        # As CommonMiddleware, which the API skips: clients keep the connection
+        # alive for the next request without chunked encoding.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
         return response
 
 

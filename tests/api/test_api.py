@@ -598,4 +598,5 @@ def test_api_operations_skip_the_pages_middleware(api: Api, client: Any) -> None
     assert answered["X-Content-Type-Options"] == "nosniff", "SecurityMiddleware runs"
     assert "Content-Security-Policy" not in answered, "the pages' middleware does not"
     assert "Vary" not in answered, "no session or CSRF cookie is looked at"
+    assert answered["Content-Length"] == str(len(answered.content))
     assert "Content-Security-Policy" in page
