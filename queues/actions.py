@@ -31,7 +31,10 @@ PAST_TENSE = {
 CREATE_TOKEN = "create token"
 REVOKE_TOKEN = "revoke token"
 # Every action the audit log records (and the audit page filters by).
-AUDITED_ACTIONS = [*PAST_TENSE, CREATE_TOKEN, REVOKE_TOKEN]
+PAUSE = "pause"
+RESUME = "resume"
+UNDO = "undo"
+AUDITED_ACTIONS = [*PAST_TENSE, CREATE_TOKEN, REVOKE_TOKEN, PAUSE, RESUME, UNDO]
 
 
 def outcome(action: str, result: ops.BulkResult, target: str = "") -> tuple[int, str]:

@@ -20,8 +20,12 @@ def record(
     target: str = "",
     forced: bool = False,
     detail: str = "",
+    username: str = "",
 ) -> AuditEntry:
-    """Write an entry for ``action`` on the tasks of ``result`` and return it."""
+    """Write an entry for ``action`` on the tasks of ``result`` and return it.
+
+    ``username`` names who acted when no user did (``manage.py eq``).
+    """
     tasks = [_entry(task, True, "") for task in result.done] + [
         _entry(task, False, why) for task, why in result.conflicts
     ]
@@ -33,7 +37,7 @@ def record(
         outcome = AuditEntry.Outcome.CONFLICT
     return AuditEntry.objects.create(
         user_id=user.pk if user.is_authenticated else None,
-        username=user.get_username(),
+        username=username or user.get_username(),
         action=action,
         queue=(queue or ", ".join(sorted(result.queues)))[:MAX_QUEUE_LENGTH],
         target=target,

@@ -34,6 +34,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from queues import undo
 from queues.conf import app_settings
 from queues.entroq import EntroQ, ModifyArg, Task, inserting_into, ops
 from queues.entroq.tasks import TASK_STATES, check_queue
@@ -194,7 +195,10 @@ def cancel(run: BulkRun, user: AbstractBaseUser | AnonymousUser | None = None) -
 
 
 def work(task: Task) -> list[ModifyArg]:
-    """The worker's handler: run the bulk run the task carries, then finish the task."""
+    """The worker's handler: run the bulk run the task carries, then finish the task;
+    or prune kept deletions, for the pruning carrier (see ``queues.undo``)."""
+    if task.value == undo.PRUNE_VALUE:
+        return undo.work_pruning(task)
     run = BulkRun.objects.filter(pk=int(task.value or b"0")).first()
     if run is not None:
         execute(run)
@@ -216,15 +220,20 @@ def execute(
     act = action_of(run.action, run.target)
     pause = app_settings().BULK_PAUSE_SECONDS
     run.refresh_from_db()
+    # A delete or a move keeps what it changes, so that the run can be undone; a
+    # deletion kept needs the values it deletes.
+    keeping = undo.for_run(eq, run)
+    source = keeping or eq
+    values = run.action == "retry" or (run.action == "delete" and keeping is not None)
     ids = [uuid.UUID(hex=i) for i in run.ids]
     try:
         while run.status == BulkRun.Status.RUNNING and run.position < len(ids):
             chunk = ids[run.position : run.position + CHUNK]
-            found = eq.tasks(ids=chunk, omit_values=run.action != "retry")
+            found = source.tasks(ids=chunk, omit_values=not values)
             # Still where the run found it; changes to anything else are the store's
             # to refuse (a conflict), and state filters chose when the run started.
             current = [t for t in found if t.queue == run.queue]
-            result = ops.apply_each(eq, current, act, chunk=CHUNK)
+            result = ops.apply_each(source, current, act, chunk=CHUNK)
             if not _save_progress(run, len(chunk), len(chunk) - len(current), result):
                 return run  # another executor has moved this run on
             if between_chunks is not None:
@@ -286,7 +295,7 @@ def _log(run: BulkRun, detail: str) -> None:
         outcome = AuditEntry.Outcome.REFUSED
     if run.status == BulkRun.Status.DONE and not run.done and not run.conflicts:
         outcome = AuditEntry.Outcome.DONE  # nothing was left to do
-    AuditEntry.objects.create(
+    entry = AuditEntry.objects.create(
         user_id=run.user_id,
         username=run.username,
         action=f"bulk {run.action}",
@@ -295,3 +304,5 @@ def _log(run: BulkRun, detail: str) -> None:
         outcome=outcome,
         detail=f"{detail} ({Scope(run.queue, **run.filters).describe()})",
     )
+    if run.status != BulkRun.Status.RUNNING:
+        undo.offer_in(run, entry)  # the entry of its end offers to undo it

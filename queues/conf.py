@@ -93,6 +93,10 @@ class AppSettings:
     BULK_PAUSE_SECONDS: float = float(os.environ.get("ENTROQ_BULK_PAUSE_SECONDS", "0.05"))
     # A bulk action on this many tasks or more asks the operator to type the count.
     BULK_TYPED_CONFIRM: int = 1000
+    # What operators delete (from the dashboard, a bulk run or manage.py eq rm/clear)
+    # is kept this long so that it can be undone, then pruned by the bulk-run worker;
+    # 0 keeps nothing. Workers' own deletions are never kept.
+    KEEP_DELETED_SECONDS: float = 86400
     # Queue sizes on /metrics are at most this old, whoever scrapes.
     METRICS_CACHE_SECONDS: float = 10
     # When set, /metrics answers only requests with "Authorization: Bearer <it>".
@@ -117,6 +121,10 @@ class AppSettings:
                     f"not {value!r} ({error})"
                 ) from None
             object.__setattr__(self, field.name, converted)
+        if self.KEEP_DELETED_SECONDS < 0:
+            raise ImproperlyConfigured(
+                "settings.ENTROQ['KEEP_DELETED_SECONDS'] must not be negative (0 keeps nothing)"
+            )
 
 
 def _convert(value: object, kind: type) -> object:

@@ -7,7 +7,7 @@ from django.db import NotSupportedError, models
 from django.utils import timezone
 
 from queues.entroq.departures import DEPARTURES_TABLE
-from queues.entroq.django_backend.sql import TASK_TABLE
+from queues.entroq.django_backend.sql import PAUSED_TABLE, TASK_TABLE
 from queues.entroq.errors import ERROR_SUFFIX
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
 
@@ -127,6 +127,26 @@ class Departures(models.Model):
         return f"{self.count} left {self.queue} at {self.minute:%Y-%m-%d %H:%M}"
 
 
+class PausedQueue(models.Model):
+    """A pause: claims skip the queue ``name``, or every queue under it when ``prefix``.
+
+    Written only by ``queues.entroq.DjangoBackend`` (see ``queues.entroq.pauses``).
+    """
+
+    name = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    prefix = models.BooleanField(default=False)
+    paused_at = models.DateTimeField()
+
+    class Meta:
+        db_table = PAUSED_TABLE
+        constraints = [
+            models.UniqueConstraint(fields=["name", "prefix"], name="entroq_paused_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}*" if self.prefix else self.name
+
+
 class AuditEntry(models.Model):
     """One operator action from the dashboard or the admin, and what came of it."""
 
@@ -188,6 +208,57 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id}…) of {self.user}"
+
+
+class WorkerProcess(models.Model):
+    """One ``eqworker`` process as it last announced itself (see ``queues.liveness``).
+
+    Not a task: its own process writes it, one small update every few seconds (its
+    beat), and the dashboard reads it. An operator's stop request waits here until
+    the next beat carries it to the process.
+    """
+
+    class Kind(models.TextChoices):
+        DATABASE = "database", "database"
+        HTTP = "http", "HTTP API"
+        DJANGO_TASKS = "django-tasks", "django.tasks"
+
+    # Chosen by the process when it starts.
+    id = models.UUIDField(primary_key=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    version = models.CharField(max_length=50)
+    handler = models.CharField(max_length=255, blank=True)
+    # The queue names it claims from.
+    queues = models.JSONField(default=list)
+    concurrency = models.IntegerField(default=1)
+    prefetch = models.IntegerField(default=0)
+    # Seconds between its beats, so that staleness is judged by its own rhythm.
+    beat_seconds = models.FloatField(default=5.0)
+    started = models.DateTimeField()
+    last_beat = models.DateTimeField()
+    done = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    # How many tasks it holds, and the IDs of the first of them (capped).
+    holding = models.IntegerField(default=0)
+    held = models.JSONField(default=list)
+    # The token a worker over HTTP beats with: only that token may beat for it.
+    token = models.ForeignKey(
+        ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stop_requested = models.DateTimeField(null=True, blank=True)
+    stop_requested_by = models.CharField(max_length=150, blank=True)
+    # When it said goodbye: it stopped on its own, not a stale row.
+    exited = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "entroq_worker_process"
+        ordering = ["-started"]
+        indexes = [models.Index(fields=["last_beat"], name="entroq_worker_last_beat")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} worker {self.host}:{self.pid} ({self.id})"
 
 
 class BulkRun(models.Model):
@@ -269,3 +340,70 @@ class StatsSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"stats of {len(self.stats or {})} queues at {self.taken:%H:%M:%S}"
+
+
+class Undoable(models.Model):
+    """An operator's delete or move, with what it changed kept so that it can be undone.
+
+    Kept for ``KEEP_DELETED_SECONDS`` (see ``queues.undo``); workers' own deletions are
+    never kept.
+    """
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150)
+    # "delete" or "move".
+    action = models.CharField(max_length=20)
+    # The audit entry that offers the undo (of a bulk run, the entry of its end).
+    entry = models.OneToOneField(
+        AuditEntry, null=True, on_delete=models.SET_NULL, related_name="undo"
+    )
+    run = models.OneToOneField(BulkRun, null=True, on_delete=models.SET_NULL, related_name="undo")
+    # The last undo of it, and who asked (an undo may restore in several goes).
+    undone = models.DateTimeField(null=True)
+    undone_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"undoable {self.action} #{self.pk} by {self.username}"
+
+
+class KeptTask(models.Model):
+    """A task an operator deleted, kept whole, or moved: its ID, version and former queue.
+
+    Written with the ORM as the operator's deletion or move is made through the client
+    API, in the same transaction; put back only through the client API.
+    """
+
+    class State(models.TextChoices):
+        KEPT = "kept", "kept"
+        RESTORED = "restored", "put back"
+        CONFLICT = "conflict", "conflict"
+
+    undoable = models.ForeignKey(Undoable, on_delete=models.CASCADE, related_name="tasks")
+    task_id = models.UUIDField()
+    # Where it was: the queue it was deleted or moved from.
+    queue = models.CharField(max_length=MAX_QUEUE_LENGTH)
+    # Of a deletion, the version deleted; of a move, the version the move made, which
+    # an undo must still find.
+    version = models.IntegerField(default=0)
+    # The destination of a move; "" for a deletion.
+    moved_to = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    value = models.BinaryField(default=b"")
+    size = models.BigIntegerField(default=0)
+    attempt = models.IntegerField(default=0)
+    err = models.TextField(blank=True)
+    claims = models.IntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.KEPT)
+    # Why an undo could not put it back.
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["undoable", "state"], name="entroq_kept_undoable_state")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} from {self.queue} ({self.state})"

@@ -321,6 +321,141 @@ def body(name: str) -> JSON:
     return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
 
 
+# Live workers (queues.api_workers): what a worker's beat carries, and what is listed.
+BIG_COUNT: JSON = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+TEXT: JSON = {"type": "string", "pattern": "^[^\\u0000]*$"}
+# Text that must say something: not only white space.
+SAID: JSON = {"type": "string", "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
+WORKER_BEAT: JSON = obj(
+    {
+        "id": UUID,
+        "host": {**SAID, "maxLength": 255},
+        "pid": COUNT,
+        "version": {**SAID, "maxLength": 50},
+        "handler": {**TEXT, "maxLength": 255},
+        "queues": {"type": "array", "items": QUEUE, "minItems": 1, "maxItems": 100},
+        "concurrency": {"type": "integer", "minimum": 1, "maximum": 10_000},
+        "prefetch": {"type": "integer", "minimum": 0, "maximum": 10_000},
+        "beat_seconds": {"type": "number", "minimum": 1, "maximum": 300},
+        "done": BIG_COUNT,
+        "failed": BIG_COUNT,
+        "holding": COUNT,
+        "held": {"type": "array", "items": UUID, "maxItems": 100},
+        "exited": {"type": "boolean", "description": "the worker stopped: its last beat"},
+    },
+    ["id", "host", "pid", "version", "queues"],
+)
+WORKER: JSON = {
+    "type": "object",
+    "required": ["id", "state", "host", "pid", "queues", "last_beat", "done", "failed"],
+    "properties": {
+        "id": UUID,
+        "state": {"enum": ["alive", "stopping", "stale", "exited"]},
+        "queues": {"type": "array", "items": {"type": "string"}},
+        "held": {"type": "array", "items": UUID},
+    },
+}
+NOT_FOUND = answer("No such worker the token may see", ref("Error"))
+WORKER_PATHS: JSON = {
+    "/workers": {
+        "get": operation(
+            "The worker processes whose every queue the token may read, the live first",
+            answer(
+                "Workers",
+                obj({"workers": {"type": "array", "items": WORKER}}, ["workers"]),
+            ),
+            parameters=[query("queue", QUEUE, "only workers consuming this queue")],
+        )
+    },
+    "/workers/beat": {
+        "post": operation(
+            "A worker's beat (its first announces it); answers whether to stop",
+            answer("Whether an operator asked it to stop", obj({"stop": FLAG}, ["stop"])),
+            403,
+            requestBody=body("WorkerBeat"),
+            description="Needs a claim grant on every queue of the worker; only the "
+            "token that announced a worker beats for it. At most 100 queues and 100 held "
+            "task IDs (holding counts the rest).",
+        )
+    },
+    "/workers/stop": {
+        "post": with_responses(
+            operation(
+                "Ask a worker to stop after the tasks in hand, at its next beat",
+                answer(
+                    "What came of it, and the worker",
+                    obj({"message": {"type": "string"}, "worker": WORKER}, ["message", "worker"]),
+                ),
+                403,
+                requestBody=body("WorkerStop"),
+                description="Needs a claim grant on every queue of the worker; audited.",
+            ),
+            **{"404": NOT_FOUND},
+        )
+    },
+}
+
+
+# Pauses (queues.api_pauses): a queue, prefix/* or *, as claims name them.
+PAUSES: JSON = obj(
+    {"queues": {"type": "array", "items": QUEUE, "minItems": 1, "maxItems": 100}},
+    ["queues"],
+)
+PAUSED: JSON = answer(
+    "Paused (or resumed) now, and already so",
+    obj(
+        {
+            "changed": {"type": "array", "items": {"type": "string"}},
+            "unchanged": {"type": "array", "items": {"type": "string"}},
+        },
+        ["changed", "unchanged"],
+    ),
+)
+PAUSE_PATHS: JSON = {
+    "/pause": {
+        "post": operation(
+            "Stop claims from queues (prefix/* for every queue under it, * for all)",
+            PAUSED,
+            403,
+            requestBody=body("Pauses"),
+            description="Needs the pause grant on each; audited under the token's user.",
+        )
+    },
+    "/resume": {
+        "post": operation(
+            "End pauses, as they were given; the claims waiting on them try again at once",
+            PAUSED,
+            403,
+            requestBody=body("Pauses"),
+            description="Needs the pause grant on each; audited under the token's user.",
+        )
+    },
+    "/paused": {
+        "get": operation(
+            "The pauses in force over queues the token has a grant for",
+            answer(
+                "Pauses",
+                obj(
+                    {
+                        "paused": {
+                            "type": "array",
+                            "items": obj(
+                                {
+                                    "queue": {"type": "string"},
+                                    "since": {**TIME, "type": ["string", "null"]},
+                                },
+                                ["queue", "since"],
+                            ),
+                        }
+                    },
+                    ["paused"],
+                ),
+            ),
+        )
+    },
+}
+
+
 def document(server: str) -> JSON:
     """Return the OpenAPI document, with ``server`` as the API's base URL."""
     return {
@@ -333,7 +468,12 @@ def document(server: str) -> JSON:
         },
         "servers": [{"url": server}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {
+                **SCHEMAS,
+                "WorkerBeat": WORKER_BEAT,
+                "WorkerStop": obj({"id": UUID}, ["id"]),
+                "Pauses": PAUSES,
+            },
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
@@ -450,5 +590,7 @@ def document(server: str) -> JSON:
                     ),
                 )
             },
+            **WORKER_PATHS,
+            **PAUSE_PATHS,
         },
     }

@@ -24,7 +24,7 @@ from queues.conf import app_settings
 from queues.models import ApiToken
 from queues.permissions import TOKEN_READ, TOKEN_WRITE
 
-ACTIONS = ("read", "claim", "insert", "change", "delete")
+ACTIONS = ("read", "claim", "insert", "change", "delete", "pause")
 PREFIX = "eq_"
 LAST_USED_EVERY = timedelta(minutes=1)
 

@@ -1,7 +1,10 @@
 from django.urls import converters, path, register_converter
 
 from queues import views
-from queues.actions import TASK_ACTIONS
+from queues.actions import PAUSE, RESUME, TASK_ACTIONS
+from queues.views.pauses import pause
+from queues.views.undo import undo_action
+from queues.views.workers import queue_consumers, stop_worker, workers
 
 
 class TaskIdConverter(converters.UUIDConverter):
@@ -29,6 +32,9 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("go", views.go, name="go"),
     path("claims", views.claims, name="claims"),
+    path("workers", workers, name="workers"),
+    path("workers/consuming", queue_consumers, name="queue-consumers"),
+    path("workers/<uuid:id>/stop", stop_worker, name="stop-worker"),
     path("audit", views.audit_log, name="audit"),
     path("tokens", views.api_tokens, name="tokens"),
     path("triage", views.error_triage, name="triage"),
@@ -38,6 +44,9 @@ urlpatterns = [
     path("bulk/<int:pk>", views.bulk_run, name="bulk-run"),
     path("bulk/<int:pk>/cancel", views.bulk_cancel, name="bulk-cancel"),
     path("tokens/<str:key_id>/revoke", views.revoke_api_token, name="revoke-token"),
+    path("pause", pause, {"action": PAUSE}, name="pause"),
+    path("resume", pause, {"action": RESUME}, name="resume"),
+    path("undo/<int:pk>", undo_action, name="undo"),
     # Queue names may hold slashes (``jobs/err``): the name is the rest of the path.
     path("queue/<path:name>", views.queue, name="queue"),
     path("queue", views.queue, name="queue_named"),

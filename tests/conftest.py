@@ -83,7 +83,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[entroq.Backend]:
     backend.close()
 
 
-def http_backend(url: str, grants: str = "=read,claim,insert,change,delete") -> entroq.Backend:
+def http_backend(
+    url: str, grants: str = "=read,claim,insert,change,delete,pause"
+) -> entroq.Backend:
     """Return an ``HTTPBackend`` with a new token (its own claimant) of a new superuser."""
     user = User.objects.create_superuser(f"api-{uuid.uuid4().hex[:8]}", email="")
     _, secret = tokens.create(user, "test", [tokens.Grant.parse(g) for g in grants.split()])
@@ -153,7 +155,7 @@ def make_api(superuser: User) -> Callable[..., Api]:
 @pytest.fixture
 def api(make_api: Callable[..., Api]) -> Api:
     """A token that may do everything everywhere."""
-    return make_api("=read,claim,insert,change,delete")
+    return make_api("=read,claim,insert,change,delete,pause")
 
 
 # Chromium, for the pages' tests (tests/browser) and the installed app's: one browser a

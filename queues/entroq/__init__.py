@@ -40,6 +40,7 @@ from .modify import (
     new_modification,
     with_modification,
 )
+from .pauses import Pause
 from .prefetch import Acks, Prefetcher
 from .tasks import (
     DEFAULT_MAX_VALUE_BYTES,
@@ -91,6 +92,7 @@ __all__ = [
     "ModifyOutcome",
     "MoveTaskError",
     "Notifier",
+    "Pause",
     "Prefetcher",
     "QueueStat",
     "QueuesQuery",

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from .errors import ClaimTimeout, DependencyError
 from .modify import Modification
+from .pauses import EVERY_QUEUE_NOTE, Pause, split_patterns
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task
 
 DEFAULT_CLAIM_DURATION = 30.0
@@ -41,7 +42,11 @@ CLAIM_CANDIDATES = 16
 @dataclass(frozen=True, slots=True)
 class ClaimQuery:
     """A claim of one task (up to ``limit`` tasks, for ``try_claim_many`` and
-    ``claim_many``) from any of ``queues`` for ``duration`` seconds."""
+    ``claim_many``) from any of ``queues`` for ``duration`` seconds.
+
+    A queue ``prefix/*`` is every queue under the prefix, and ``*`` every queue (see
+    ``pauses.split_patterns``): each of those with tasks has the chance a named one has.
+    """
 
     queues: tuple[str, ...]
     claimant: uuid.UUID
@@ -105,34 +110,53 @@ class Notifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
+        # Claims over a prefix (``billing/*``), by prefix: few, so each is checked.
+        self._prefix_waiters: dict[str, set[threading.Event]] = {}
 
     @contextlib.contextmanager
     def subscribe(self, queues: Iterable[str]) -> Iterator[threading.Event]:
+        """Yield an event set when one of ``queues`` (names or ``prefix/*``) is notified."""
         event = threading.Event()
-        keys = set(queues)
+        names, prefixes = split_patterns(set(queues))
+        keyed = [(self._waiters, names), (self._prefix_waiters, prefixes)]
         with self._lock:
-            for key in keys:
-                self._waiters.setdefault(key, set()).add(event)
+            for waiters, keys in keyed:
+                for key in keys:
+                    waiters.setdefault(key, set()).add(event)
         try:
             yield event
         finally:
             with self._lock:
-                for key in keys:
-                    waiters = self._waiters.get(key)
-                    if waiters is not None:
-                        waiters.discard(event)
-                        if not waiters:
-                            del self._waiters[key]
+                for waiters, keys in keyed:
+                    for key in keys:
+                        found = waiters.get(key)
+                        if found is not None:
+                            found.discard(event)
+                            if not found:
+                                del waiters[key]
 
     def notify(self, queues: Iterable[str]) -> None:
+        """Wake the waiters of ``queues``; every waiter if one is ``EVERY_QUEUE_NOTE``."""
+        names = set(queues)
+        if EVERY_QUEUE_NOTE in names:
+            self.notify_all()
+            return
         with self._lock:
-            events = [e for q in queues for e in self._waiters.get(q, ())]
+            events = [e for q in names for e in self._waiters.get(q, ())]
+            for prefix, waiters in self._prefix_waiters.items():
+                if any(q.startswith(prefix) for q in names):
+                    events.extend(waiters)
         for event in events:
             event.set()
 
     def notify_all(self) -> None:
         with self._lock:
-            events = [e for waiters in self._waiters.values() for e in waiters]
+            events = [
+                e
+                for keyed in (self._waiters, self._prefix_waiters)
+                for waiters in keyed.values()
+                for e in waiters
+            ]
         for event in events:
             event.set()
 
@@ -328,6 +352,22 @@ class Backend(ABC):
         Only backends that declare ``supports_value_search`` implement it.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot search values")
+
+    # Pauses (see ``queues.entroq.pauses``).
+
+    def pause(self, pauses: Sequence[Pause]) -> list[Pause]:
+        """Stop claims from taking tasks of the queues ``pauses`` cover; return those
+        that were not paused already."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pause queues")
+
+    def resume(self, pauses: Sequence[Pause]) -> list[Pause]:
+        """End ``pauses`` (each as it was given to ``pause``) and wake the claims waiting
+        on what they covered; return those that were paused."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pause queues")
+
+    def paused(self) -> list[Pause]:
+        """Return the pauses in force, in order."""
+        return []
 
     def in_transaction(self) -> bool:
         """Return whether the calling thread is inside a transaction of this backend."""

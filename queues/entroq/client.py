@@ -23,6 +23,7 @@ from .backend import (
 from .errors import DependencyError, default_err_qmap
 from .leases import LeaseKeeper
 from .modify import ModifyArg, changing, new_modification
+from .pauses import Pause, parse_all
 from .tasks import (
     TASK_STATES,
     Duration,
@@ -358,6 +359,24 @@ class EntroQ:
             max_attempts=max_attempts,
             retry_delay=retry_delay,
         )
+
+    # Pauses.
+
+    def pause(self, *queues: str) -> list[Pause]:
+        """Pause claims from ``queues``: a name, ``prefix/*`` (every queue under the
+        prefix, created later or not) or ``*`` (every queue). Return the pauses that
+        were not in force already. Tasks go on being inserted, listed and changed."""
+        return self.backend.pause(parse_all(queues))
+
+    def resume(self, *queues: str) -> list[Pause]:
+        """End the pauses ``queues`` name (as they were given to ``pause``: resuming one
+        queue does not end a pause of its prefix); return those that were in force.
+        Claims waiting on what they covered try again at once."""
+        return self.backend.resume(parse_all(queues))
+
+    def paused(self) -> list[Pause]:
+        """Return the pauses in force."""
+        return self.backend.paused()
 
     # Leases.
 

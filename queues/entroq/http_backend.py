@@ -32,6 +32,7 @@ from . import wire
 from .backend import Backend, ClaimQuery, ModifyOutcome, QueuesQuery, TasksQuery
 from .errors import BackendUnavailable, ClaimTimeout
 from .modify import Modification, TaskChange
+from .pauses import Pause, parse_all
 from .tasks import QueueStat, Task
 
 API_PATH = "/api/v1"
@@ -326,6 +327,23 @@ class HTTPBackend(Backend):
 
     def time(self) -> datetime:
         return wire.decode_time(self._call("GET", "/time")["time"], "time")
+
+    def pause(self, pauses: Sequence[Pause]) -> list[Pause]:
+        answer = self._call("POST", "/pause", body={"queues": [str(p) for p in pauses]})
+        return parse_all(answer["changed"])
+
+    def resume(self, pauses: Sequence[Pause]) -> list[Pause]:
+        answer = self._call("POST", "/resume", body={"queues": [str(p) for p in pauses]})
+        return parse_all(answer["changed"])
+
+    def paused(self) -> list[Pause]:
+        return [
+            dataclasses.replace(
+                Pause.parse(item["queue"]),
+                since=None if item["since"] is None else wire.decode_time(item["since"], "since"),
+            )
+            for item in self._call("GET", "/paused")["paused"]
+        ]
 
     def close(self) -> None:
         self._pool.clear()

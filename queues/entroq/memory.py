@@ -8,12 +8,21 @@ import heapq
 import random
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from .backend import CLAIM_CANDIDATES, Backend, ClaimQuery, Notifier, QueuesQuery, TasksQuery
+from .backend import (
+    CLAIM_CANDIDATES,
+    Backend,
+    ClaimQuery,
+    Notifier,
+    QueuesQuery,
+    TasksQuery,
+    claim_in_turns,
+)
 from .errors import DependencyError
 from .modify import Modification, inserted_task
+from .pauses import Pause, split_patterns, unpaused
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task, utcnow
 
 
@@ -29,6 +38,7 @@ class MemoryBackend(Backend):
         self._lock = threading.Lock()
         self._tasks: dict[uuid.UUID, Task] = {}
         self._queues: dict[str, dict[uuid.UUID, Task]] = {}
+        self._paused: set[Pause] = set()
         self._notifier = Notifier()
 
     def time(self) -> datetime:
@@ -51,7 +61,7 @@ class MemoryBackend(Backend):
     def try_claim(self, query: ClaimQuery) -> Task | None:
         with self._lock:
             now = self.time()
-            queues = [q for q in query.queues if q in self._queues]
+            queues = [q for q in self._named(query.queues) if q in self._queues]
             random.shuffle(queues)
             for queue in queues:
                 available = (t for t in self._queues[queue].values() if t.at <= now)
@@ -174,8 +184,45 @@ class MemoryBackend(Backend):
     def seconds_until_arrival(self, queues: Iterable[str]) -> float | None:
         with self._lock:
             now = self.time()
-            arrivals = [t.at for q in queues for t in self._queues.get(q, {}).values()]
+            arrivals = [t.at for q in self._named(queues) for t in self._queues.get(q, {}).values()]
         return (min(arrivals) - now).total_seconds() if arrivals else None
+
+    def try_claim_many(self, query: ClaimQuery) -> list[Task]:
+        # Turns across the queues under a prefix, not across the prefixes.
+        with self._lock:
+            named = self._named(query.queues)
+        return claim_in_turns(self.try_claim, dataclasses.replace(query, queues=named))
+
+    def _named(self, queues: Iterable[str]) -> tuple[str, ...]:
+        """Return the queues ``queues`` name (prefixes included) that no pause covers."""
+        names, prefixes = split_patterns(queues)
+        if prefixes:
+            names += [q for q in self._queues if any(q.startswith(p) for p in prefixes)]
+        return unpaused(list(dict.fromkeys(names)), self._paused)
+
+    def pause(self, pauses: Sequence[Pause]) -> list[Pause]:
+        with self._lock:
+            now = self.time()
+            added = [
+                dataclasses.replace(p, since=now)
+                for p in dict.fromkeys(pauses)
+                if p not in self._paused
+            ]
+            self._paused.update(added)
+        return added
+
+    def resume(self, pauses: Sequence[Pause]) -> list[Pause]:
+        with self._lock:
+            held = {p: p for p in self._paused}
+            ended = [held[p] for p in dict.fromkeys(pauses) if p in held]
+            self._paused.difference_update(ended)
+        if ended:
+            self._notifier.notify_all()
+        return ended
+
+    def paused(self) -> list[Pause]:
+        with self._lock:
+            return sorted(self._paused)
 
 
 def _position(task: Task) -> tuple[datetime, int]:

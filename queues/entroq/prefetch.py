@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -125,6 +126,11 @@ class Prefetcher:
         with self._cond:
             self._running -= 1
             self._cond.notify_all()
+
+    def waiting_ids(self) -> list[uuid.UUID]:
+        """Return the IDs of the tasks claimed and not yet taken (for a worker's beat)."""
+        with self._cond:
+            return [w.task.id for w in self._waiting]
 
     def close(self) -> None:
         """Stop renewing, and give back the tasks that were claimed but never started,

@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 
-from queues import audit, values
+from queues import audit, undo, values
 from queues.actions import SIMPLE_ACTIONS, outcome
 from queues.entroq import ModifyArg, Task, TaskID, ops
 from queues.entroq.tasks import parse_json
@@ -111,15 +111,24 @@ def run_action(
         why = f"force needs the {codename(FORCE)} permission"
         audit.refused(request.user, action, items, why)
         raise PermissionDenied("Acting on tasks that others hold needs the force permission.")
+    # A delete or a move keeps what it changes, so that it can be undone.
+    keeping = undo.begin(client(), action, request.user)
     try:
         result = ops.apply_to_versions(
-            client(), items, build, force=force, values=action == "retry"
+            keeping or client(),
+            items,
+            build,
+            force=force,
+            # A kept deletion keeps the values it deletes.
+            values=action == "retry" or (action == "delete" and keeping is not None),
         )
     except Exception as error:
         audit.failed(request.user, action, items, f"{type(error).__name__}: {error}")
         raise
-    audit.record(request.user, action, result, target=target, forced=force)
-    messages.add_message(request, *outcome(action, result, target))
+    entry = audit.record(request.user, action, result, target=target, forced=force)
+    undoable = keeping.finish(entry) if keeping is not None else None
+    level, text = outcome(action, result, target)
+    messages.add_message(request, level, text, extra_tags=undo.offer_tag(undoable))
     return HttpResponseRedirect(back, status=303)
 
 
@@ -135,6 +144,7 @@ def confirm_delete(
         "cancel": cancel,
         "region": region,
         "force": request.POST.get("force", ""),
+        "keep_hours": undo.keep_seconds() / 3600,
     }
     partial = "#confirm" if region in ("tasks", "task") else ""
     response = render(request, f"queues/confirm_delete.html{partial}", context)

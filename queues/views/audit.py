@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse
 
+from queues import undo
 from queues.actions import AUDITED_ACTIONS
 from queues.conf import app_settings
 from queues.models import AuditEntry
@@ -38,8 +39,13 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
         entries = entries.filter(id__lt=before)
     limit = app_settings().DASHBOARD_PAGE_SIZE
     page = list(entries[: limit + 1])
+    # Each entry with its offer of an undo, if any: (the undoable action's ID, tasks
+    # still to put back).
+    offers = undo.pending_by_entry([entry.id for entry in page[:limit]])
     context = {
         "entries": page[:limit],
+        "rows": [(entry, offers.get(entry.id)) for entry in page[:limit]],
+        "kept": undo.kept_summary(),
         "older": page[limit - 1].id if len(page) > limit else None,
         "actions": AUDITED_ACTIONS,
         "outcomes": AuditEntry.Outcome.choices,

@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from queues import bulk
+from queues import bulk, undo
 from queues.conf import app_settings
 from queues.entroq.kinds import MAX_KIND
 from queues.entroq.tasks import TASK_STATES
@@ -105,6 +105,8 @@ def bulk_run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         # No worker has saved progress for a while: none runs, or its carrier is gone.
         "stalled": round(idle) if run.status == BulkRun.Status.RUNNING and idle > 30 else 0,
         "worker_command": bulk.WORKER_COMMAND,
+        # (the undoable action's ID, tasks still to put back), once the run has ended.
+        "undo_offer": undo.run_offer(run),
         # As often as the overview may refresh: no more.
         "refresh": app_settings().DASHBOARD_MIN_REFRESH_SECONDS,
         "nav": "queues",

@@ -12,6 +12,7 @@ from queues.browsing import COLUMNS, SORTS, queue_list
 from queues.conf import app_settings
 from queues.entroq import Task
 from queues.entroq.errors import default_err_qmap
+from queues.entroq.pauses import pauses_of
 from queues.entroq.tasks import MAX_QUEUE_LENGTH
 from queues.permissions import VIEW
 from queues.service import client
@@ -49,6 +50,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         per_page=per_page,
     )
     names = [row.stat.name for row in table.rows]
+    pauses = client().paused()
     errors = {name: default_err_qmap(name) for name in names}
     series = snapshots.history(names + list(errors.values()), hours=CHART_HOURS)
     context = {
@@ -74,6 +76,8 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
             for row in table.rows
         },
         "chart_hours": CHART_HOURS,
+        "pauses": pauses,
+        "paused": {name for name in names if pauses_of(name, pauses)},
         "nav": "queues",
     }
     return render_page(request, "queues/overview.html", context, regions=["queues"])

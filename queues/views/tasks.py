@@ -19,6 +19,7 @@ from queues.browsing import browse, decode_cursor, search
 from queues.conf import app_settings
 from queues.entroq import EntroQ, QueueStat, Task, ops
 from queues.entroq.errors import ERROR_SUFFIX, default_err_qmap
+from queues.entroq.pauses import pauses_of
 from queues.entroq.tasks import TASK_STATES, check_queue
 from queues.permissions import VIEW, VIEW_VALUE
 from queues.service import client
@@ -88,6 +89,7 @@ def queue(request: HtmxHttpRequest, name: str = "") -> HttpResponse:
     throughput = snapshots.throughput(name, hours=CHART_HOURS)
     context = {
         "queue": name,
+        "pauses": pauses_of(name, eq.paused()),
         "named_by_parameter": "?" in queue_url(name),
         "bounded": bool(request.GET.get("after") or request.GET.get("before")),
         # From the shared snapshot: counting a queue of millions is not a page's job.

@@ -19,7 +19,7 @@ from queues import tokens
 @pytest.fixture
 def secret(transactional_db: None) -> str:
     user = User.objects.create_superuser("openapi", email="")
-    grants = [tokens.Grant.parse("=read,claim,insert,change,delete")]
+    grants = [tokens.Grant.parse("=read,claim,insert,change,delete,pause")]
     return tokens.create(user, "openapi", grants)[1]
 
 
@@ -32,7 +32,7 @@ def test_the_server_does_what_its_document_says(
     schema = schemathesis.openapi.from_url(live_server.url + "/api/v1/openapi.json")
     headers = {"Authorization": f"Bearer {secret}"}
     operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
-    assert len(operations) == 8
+    assert len(operations) == 14
 
     for operation in operations:
 
@@ -64,4 +64,10 @@ def test_the_document_is_served_without_a_token(client: object) -> None:
         "/stats",
         "/time",
         "/whoami",
+        "/workers",
+        "/workers/beat",
+        "/workers/stop",
+        "/pause",
+        "/resume",
+        "/paused",
     }

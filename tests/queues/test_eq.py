@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from queues import entroq
+from queues.bulk import BULK_QUEUE
 from queues.entroq import EntroQ
 from tests.helpers import start_manage
 
@@ -22,6 +23,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def eq() -> Iterator[EntroQ]:
     with EntroQ(entroq.DjangoBackend()) as client:
         yield client
+
+
+def task_queues(eq: EntroQ) -> dict[str, int]:
+    """Return the queues and sizes, but for the bulk queue, where a deletion kept for
+    undo schedules its pruning."""
+    return {queue: n for queue, n in eq.queues().items() if queue != BULK_QUEUE}
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -122,7 +129,7 @@ def test_rm_deletes_and_needs_force_for_a_held_task(eq: EntroQ) -> None:
         run("rm", str(held.id))
     run("rm", str(held.id), "--force")
 
-    assert eq.queues() == {}
+    assert task_queues(eq) == {}
     with pytest.raises(CommandError, match="no task"):
         run("rm", str(uuid.uuid4()))
     with pytest.raises(CommandError, match="not a task ID: 'nope'"):
@@ -151,7 +158,7 @@ def test_clear_empties_a_queue_after_confirmation(eq: EntroQ) -> None:
 
     assert printed.strip() == "deleted 1200, conflicts 0"
     assert "deleted 500 of 1200" in progress
-    assert eq.queues() == {"other": 1}
+    assert task_queues(eq) == {"other": 1}
 
 
 def test_clear_leaves_held_tasks_unless_forced(eq: EntroQ) -> None:
@@ -162,7 +169,7 @@ def test_clear_leaves_held_tasks_unless_forced(eq: EntroQ) -> None:
         run("clear", "jobs", "--yes")
     assert [t.id for t in eq.tasks("jobs")] == [held.id]
     run("clear", "jobs", "--yes", "--force")
-    assert eq.queues() == {}
+    assert task_queues(eq) == {}
 
 
 def test_retry_puts_error_tasks_back_with_their_original_ids(eq: EntroQ) -> None:

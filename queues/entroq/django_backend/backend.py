@@ -30,12 +30,13 @@ from ..backend import Backend, ClaimQuery, ModifyOutcome, Notifier, QueuesQuery,
 from ..departures import DEPARTURES_TABLE, DepartureCounts
 from ..errors import DependencyError
 from ..modify import Modification, TaskChange, inserted_task
+from ..pauses import EVERY_QUEUE_NOTE, Pause
 from ..tasks import QueueStat, Task, TaskID
 from . import listings
 from .base import Dialect, Listener, notifier_for
 from .dialects import DIALECTS, dialect_for
 from .outages import reconnecting
-from .sql import COLUMNS, COLUMNS_NO_VALUE, LOCK_BATCH, TASK_TABLE, changed_columns
+from .sql import COLUMNS, COLUMNS_NO_VALUE, LOCK_BATCH, PAUSED_TABLE, TASK_TABLE, changed_columns
 
 logger = logging.getLogger(__name__)
 
@@ -484,6 +485,50 @@ class DjangoBackend(Backend):
     def _notify(self, queues: set[str]) -> None:
         if queues:
             self.dialect.notify(queues)
+
+    # Pauses (see ``queues.entroq.pauses``).
+
+    @reconnecting
+    def pause(self, pauses: Sequence[Pause]) -> list[Pause]:
+        dialect = self.dialect
+        added = []
+        with transaction.atomic(using=self.using):
+            for pause in dict.fromkeys(pauses):
+                rows = self._execute(
+                    f"INSERT INTO {PAUSED_TABLE} (name, prefix, paused_at) "
+                    f"VALUES (%(name)s, %(prefix)s, {dialect.now}) "
+                    "ON CONFLICT (name, prefix) DO NOTHING RETURNING paused_at",
+                    {**dialect.params(), "name": pause.name, "prefix": pause.prefix},
+                )
+                if rows:
+                    added.append(dataclasses.replace(pause, since=dialect.read_time(rows[0][0])))
+        return added
+
+    @reconnecting
+    def resume(self, pauses: Sequence[Pause]) -> list[Pause]:
+        dialect = self.dialect
+        ended = []
+        with transaction.atomic(using=self.using):
+            for pause in dict.fromkeys(pauses):
+                rows = self._execute(
+                    f"DELETE FROM {PAUSED_TABLE} WHERE name = %(name)s AND prefix = %(prefix)s "
+                    "RETURNING paused_at",
+                    {"name": pause.name, "prefix": pause.prefix},
+                )
+                if rows:
+                    ended.append(dataclasses.replace(pause, since=dialect.read_time(rows[0][0])))
+            if ended:
+                dialect.notify({EVERY_QUEUE_NOTE})  # waiting claims try again at commit
+        return ended
+
+    @reconnecting
+    def paused(self) -> list[Pause]:
+        rows = self._execute(
+            f"SELECT name, prefix, paused_at FROM {PAUSED_TABLE} ORDER BY name, prefix", {}
+        )
+        return [
+            Pause(name, bool(prefix), since=self.dialect.read_time(at)) for name, prefix, at in rows
+        ]
 
     # Listings (see ``listings``).
 

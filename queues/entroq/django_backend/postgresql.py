@@ -28,11 +28,21 @@ from ..backend import CLAIM_CANDIDATES, ClaimQuery, Notifier
 from ..errors import DependencyError
 from ..kinds import error_kind
 from ..modify import TaskChange
+from ..pauses import split_patterns
 from ..tasks import Task, TaskData, TaskID
 from .base import Dialect, notifier_for
-from .sql import COLUMNS, NOTIFY_CHANNEL, TASK_TABLE, changed_columns
+from .sql import (
+    COLUMNS,
+    NOTIFY_CHANNEL,
+    TASK_TABLE,
+    changed_columns,
+    not_paused,
+    prefix_range,
+)
 
 logger = logging.getLogger(__name__)
+
+STARTS_WITH = "starts_with({text}, {start})"
 
 # One statement claims up to ``limit`` tasks: each queue's oldest available tasks (up
 # to ``candidates`` of them) in a random order, taken a turn at a time across the
@@ -41,13 +51,13 @@ logger = logging.getLogger(__name__)
 # each is fetched by its row address (in the order picked) only when the claim needs
 # one more: a claim of one task reads one or two rows, not every candidate. A row that
 # a concurrent claim locked and committed first is re-checked and dropped (its ``at``
-# moved on). The queues are a
-# list of values, not an array parameter: PostgreSQL plans a statement over an array
-# of unknown length anew each time, which costs more than running it; for the same
-# reason the limits are written in the statement, not sent as parameters.
+# moved on). The queues are a list of values, not an array parameter: PostgreSQL plans
+# a statement over an array of unknown length anew each time, which costs more than
+# running it; for the same reason the limits are written in the statement.
 _CLAIM = f"""
-    WITH q AS (
-        SELECT name, random() AS queue_rank FROM (VALUES {{queues}}) AS given(name)
+    WITH {{recursive}}{{named}}, q AS (
+        SELECT name, random() AS queue_rank FROM named
+        WHERE {not_paused("named.name", STARTS_WITH)}
     ), candidates AS MATERIALIZED (
         SELECT c.tid, q.name AS queue, q.queue_rank,
                row_number() OVER (PARTITION BY q.name ORDER BY random()) AS turn
@@ -73,19 +83,58 @@ _CLAIM = f"""
     FROM picked WHERE t.id = picked.id
     RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
 """
+# The queues under prefix ``i`` that have tasks, found by skipping through the index
+# from one name to the next (an index probe a queue, however many tasks each holds):
+# with a code-point collation a prefix is the range [low, high); ``{{below}}`` is
+# ``AND queue < %(hi<i>)s``, or nothing when no name is above the range.
+_UNDER = f"""under{{i}}(name) AS (
+        SELECT min(queue) FROM {TASK_TABLE} WHERE queue >= %(lo{{i}})s {{below}}
+        UNION ALL
+        SELECT (SELECT min(queue) FROM {TASK_TABLE} WHERE queue > under{{i}}.name {{below}})
+        FROM under{{i}} WHERE under{{i}}.name IS NOT NULL
+    )"""
+# Elsewhere (a language's collation), the queues under it by a scan.
+_UNDER_SCANNED = (
+    f"under{{i}}(name) AS (SELECT DISTINCT queue FROM {TASK_TABLE} WHERE "
+    + STARTS_WITH.format(text="queue", start="%(lo{i})s")
+    + ")"
+)
 
 
 @functools.cache
-def claim_statement(queues: int, limit: int = 1) -> str:
+def claim_statement(queues: int, limit: int = 1, prefixes: tuple[bool | None, ...] = ()) -> str:
     """Return the statement that claims up to ``limit`` tasks of ``queues`` queues,
-    given as ``%(q0)s``, ``%(q1)s``..."""
+    given as ``%(q0)s``, ``%(q1)s``..., and of the queues under ``prefixes``, given as
+    ``%(lo0)s`` (and ``%(hi0)s`` where the prefix is ``True``: a range with an upper
+    bound; ``False``: a range without; ``None``: not a range, see ``_UNDER_SCANNED``)."""
     return _CLAIM.format(
-        queues=", ".join(f"(%(q{i})s::text)" for i in range(queues)),
+        recursive="RECURSIVE " if any(p is not None for p in prefixes) else "",
+        named=named_queues(queues, prefixes),
         limit=limit,
         # Enough candidates a queue to fill a batch from one queue, and never fewer
         # than a single claim picks from.
         candidates=max(CLAIM_CANDIDATES, 2 * limit),
     )
+
+
+def named_queues(queues: int, prefixes: tuple[bool | None, ...]) -> str:
+    """Return the CTEs whose last, ``named(name)``, is every queue a claim names (see
+    ``claim_statement``)."""
+    parts = []
+    selects = []
+    if queues:
+        values = ", ".join(f"(%(q{i})s::text)" for i in range(queues))
+        parts.append(f"given(name) AS (VALUES {values})")
+        selects.append("SELECT name FROM given")
+    for i, ranged in enumerate(prefixes):
+        if ranged is None:
+            parts.append(_UNDER_SCANNED.format(i=i))
+        else:
+            below = f"AND queue < %(hi{i})s" if ranged else ""
+            parts.append(_UNDER.format(i=i, below=below))
+        selects.append(f"SELECT name FROM under{i} WHERE name IS NOT NULL")
+    parts.append(f"named(name) AS ({' UNION '.join(selects)})")
+    return ", ".join(parts)
 
 
 POSTGRES_CLAIM = claim_statement(1)
@@ -361,11 +410,31 @@ class PostgresDialect(Dialect):
         return tasks[0] if tasks else None
 
     def claim_many(self, query: ClaimQuery) -> list[Task]:
-        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(query.queues)}
+        names, prefixes = split_patterns(query.queues)
+        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(names)}
+        shapes = self.prefix_params(prefixes, params)
         params.update(claimant=query.claimant, duration=float(query.duration))
         cursor = self.hot_cursor()
-        cursor.execute(claim_statement(len(query.queues), query.limit), params)
+        cursor.execute(claim_statement(len(names), query.limit, shapes), params)
         return [self.row_to_task(row) for row in cursor.fetchall()]
+
+    def prefix_params(self, prefixes: list[str], params: dict[str, Any]) -> tuple[bool | None, ...]:
+        """Put the bounds of ``prefixes`` in ``params``; return their shapes (see
+        ``claim_statement``)."""
+        if not prefixes:
+            return ()
+        ranges = self.sorts_by_code_point()
+        shapes: list[bool | None] = []
+        for i, prefix in enumerate(prefixes):
+            if not ranges:
+                params[f"lo{i}"] = prefix
+                shapes.append(None)
+                continue
+            params[f"lo{i}"], high = prefix_range(prefix)
+            if high is not None:
+                params[f"hi{i}"] = high
+            shapes.append(high is not None)
+        return tuple(shapes)
 
     def delete_many(
         self, targets: Sequence[TaskID], claimant: uuid.UUID | None
@@ -382,12 +451,18 @@ class PostgresDialect(Dialect):
         return {row[0]: row[1] for row in cursor.fetchall()}
 
     def seconds_until_arrival(self, queues: list[str]) -> float | None:
+        names, prefixes = split_patterns(queues)
+        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(names)}
+        shapes = self.prefix_params(prefixes, params)
+        recursive = "RECURSIVE " if any(p is not None for p in shapes) else ""
         rows = self.execute(
-            f"""SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
-                FROM unnest(%(queues)s::text[]) AS name CROSS JOIN LATERAL (
-                    SELECT at FROM {TASK_TABLE} WHERE queue = name ORDER BY at LIMIT 1
-                ) AS first""",
-            {"queues": queues},
+            f"""WITH {recursive}{named_queues(len(names), shapes)}
+                SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
+                FROM named CROSS JOIN LATERAL (
+                    SELECT at FROM {TASK_TABLE} WHERE queue = named.name ORDER BY at LIMIT 1
+                ) AS first
+                WHERE {not_paused("named.name", STARTS_WITH)}""",
+            params,
         )
         return None if rows[0][0] is None else float(rows[0][0])
 

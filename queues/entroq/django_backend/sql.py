@@ -14,6 +14,7 @@ from ..kinds import error_kind
 from ..modify import TaskChange
 
 TASK_TABLE = "entroq_task"
+PAUSED_TABLE = "entroq_paused"
 COLUMNS = "id, queue, version, at, claimant, claims, value, created, modified, attempt, err"
 COLUMNS_NO_VALUE = COLUMNS.replace("value", "NULL")
 STATE_CONDITIONS = {
@@ -30,6 +31,16 @@ DELETE_ONE = (
     f"DELETE FROM {TASK_TABLE} WHERE id = %(id)s AND version = %(version)s "
     "AND (claimant IS NULL OR claimant = %(me)s OR at <= {now}) RETURNING queue"
 )
+
+
+def not_paused(queue: str, starts_with: str) -> str:
+    """Return the condition that no pause covers the queue named by the SQL ``queue``;
+    ``starts_with`` is the database's test that ``{text}`` starts with ``{start}``."""
+    covered = starts_with.format(text=queue, start="p.name")
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {PAUSED_TABLE} AS p "
+        f"WHERE p.name = {queue} OR (p.prefix AND {covered}))"
+    )
 
 
 def changed_columns(change: TaskChange) -> dict[str, Any]:

@@ -10,6 +10,7 @@ statement timeout is a progress handler.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -23,12 +24,16 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..backend import CLAIM_CANDIDATES, ClaimQuery
+from ..backend import CLAIM_CANDIDATES, ClaimQuery, claim_in_turns
 from ..kinds import error_kind
 from ..modify import inserted_task
+from ..pauses import split_patterns
 from ..tasks import Task, TaskData, utcnow
 from .base import Dialect, notifier_for
-from .sql import COLUMNS, TASK_TABLE
+from .sql import COLUMNS, TASK_TABLE, not_paused, prefix_range
+
+# SQLite has no starts_with before 3.43; a prefix is the start of the same length.
+STARTS_WITH = "substr({text}, 1, length({start})) = {start}"
 
 # The SQLite progress handler in force on each connection, for nested timeouts.
 _progress_handlers: weakref.WeakKeyDictionary[BaseDatabaseWrapper, Callable[[], bool] | None]
@@ -86,13 +91,14 @@ class SQLiteDialect(Dialect):
         return utcnow()
 
     def claim(self, query: ClaimQuery) -> Task | None:
-        queues = list(query.queues)
-        random.shuffle(queues)
         with transaction.atomic(using=self.using):
+            queues = self._named(query.queues)
+            random.shuffle(queues)
             now = utcnow()
             for queue in queues:
                 rows = self.execute(
                     f"SELECT id FROM {TASK_TABLE} WHERE queue = %(queue)s AND at <= %(now)s "
+                    f"AND {not_paused('%(queue)s', STARTS_WITH)} "
                     f"ORDER BY at LIMIT {CLAIM_CANDIDATES}",
                     {"queue": queue, "now": self.db_time(now)},
                 )
@@ -111,9 +117,32 @@ class SQLiteDialect(Dialect):
                     return self.row_to_task(claimed[0])
         return None
 
+    def claim_many(self, query: ClaimQuery) -> list[Task]:
+        # Turns across the queues under a prefix, not across the prefixes.
+        named = tuple(self._named(query.queues))
+        return claim_in_turns(self.claim, dataclasses.replace(query, queues=named))
+
+    def _named(self, queues: Sequence[str]) -> list[str]:
+        """Return the queues ``queues`` name: the names, and those with tasks under the
+        prefixes (which, in SQLite's binary order, are ranges of the index)."""
+        names, prefixes = split_patterns(queues)
+        for prefix in prefixes:
+            low, high = prefix_range(prefix)
+            below = "" if high is None else "AND queue < %(high)s"
+            rows = self.execute(
+                f"SELECT DISTINCT queue FROM {TASK_TABLE} WHERE queue >= %(low)s {below}",
+                {"low": low, "high": high},
+            )
+            names += [row[0] for row in rows]
+        return list(dict.fromkeys(names))
+
     def seconds_until_arrival(self, queues: list[str]) -> float | None:
-        where, params = self.in_list("queue", "q", queues)
-        rows = self.execute(f"SELECT min(at) FROM {TASK_TABLE} WHERE {where}", params)
+        where, params = self.in_list("queue", "q", self._named(queues))
+        rows = self.execute(
+            f"SELECT min(at) FROM {TASK_TABLE} WHERE {where} "
+            f"AND {not_paused(f'{TASK_TABLE}.queue', STARTS_WITH)}",
+            params,
+        )
         if rows[0][0] is None:
             return None
         return (self.read_time(rows[0][0]) - utcnow()).total_seconds()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import uuid
@@ -10,12 +11,15 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from queues import entroq
+from queues import audit, entroq, liveness, pausing, undo
+from queues.actions import PAUSE, RESUME
 from queues.entroq import EntroQ, Task, ops
 from queues.entroq.errors import task_to_json_dict
+from queues.models import Undoable
 
 EXCERPT = 40
 
@@ -47,6 +51,14 @@ def _age(text: str) -> timedelta:
     if age < timedelta(0):
         raise argparse.ArgumentTypeError(f"an age must not be negative: {text!r}")
     return age
+
+
+def _operator() -> str:
+    """Name who runs the command, for the audit log."""
+    try:
+        return f"{getpass.getuser()} (manage.py)"
+    except (KeyError, OSError):  # no user name for this uid
+        return "manage.py"
 
 
 def _task_id(text: str) -> uuid.UUID:
@@ -121,8 +133,28 @@ class Command(BaseCommand):
 
         verb("time", "the queue's clock")
 
+        undo_verb = verb("undo", "put back what an operator deleted, or move back what they moved")
+        undo_verb.add_argument("id", type=int, help="the undoable action's number (see kept)")
+
+        kept = verb("kept", "the latest deletions and moves kept for undo")
+        kept.add_argument("--limit", type=int, default=50)
+
+        pause = verb("pause", "stop claims from queues (prefix/* for every queue under it)")
+        pause.add_argument("queue", nargs="+", help="a queue, prefix/* or *")
+        resume = verb("resume", "let claims take tasks of paused queues again")
+        resume.add_argument("queue", nargs="+", help="as it was paused: a queue, prefix/* or *")
+        paused = verb("paused", "the pauses in force")
+        paused.add_argument("--json", action="store_true")
+
+        workers = verb("workers", "the eqworker processes: what they consume, and if alive")
+        workers.add_argument("--queue", default="", help="only those consuming this queue")
+        workers.add_argument("--json", action="store_true")
+
+        stop_worker = verb("stop-worker", "ask a worker to stop after the tasks in hand")
+        stop_worker.add_argument("id", help="the worker's ID (or its first 8 characters)")
+
     def handle(self, *args: Any, **options: Any) -> None:
-        verb = {"stats": "qs"}.get(options["verb"], options["verb"])
+        verb = {"stats": "qs", "stop-worker": "stop_worker"}.get(options["verb"], options["verb"])
         with EntroQ() as eq:
             try:
                 getattr(self, f"do_{verb}")(eq, options)
@@ -181,6 +213,63 @@ class Command(BaseCommand):
     def do_time(self, eq: EntroQ, options: dict[str, Any]) -> None:
         self.stdout.write(eq.time().isoformat())
 
+    # Pauses.
+
+    def do_pause(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        self._pause(PAUSE, options["queue"], "paused", "already paused")
+
+    def do_resume(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        self._pause(RESUME, options["queue"], "resumed", "was not paused")
+
+    def _pause(self, action: str, texts: list[str], done: str, left: str) -> None:
+        changed, unchanged = pausing.apply(
+            action, texts, user_id=None, username=_operator(), via="manage.py eq"
+        )
+        for pause in changed:
+            self.stdout.write(f"{pause}: {done}")
+        for pause in unchanged:
+            self.stdout.write(f"{pause}: {left}")
+
+    def do_paused(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        pauses = eq.paused()
+        if options["json"]:
+            self._json(
+                [{"queue": str(p), "since": p.since and p.since.isoformat()} for p in pauses]
+            )
+            return
+        rows = [(p, p.since.isoformat(timespec="seconds") if p.since else "-") for p in pauses]
+        self.stdout.write(_table(rows, ("PAUSED", "SINCE")))
+
+    def do_workers(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        now = eq.time()
+        liveness.prune(now)
+        found = liveness.workers(now, queue=options["queue"])
+        if options["json"]:
+            self._json([liveness.as_json(status) for status in found])
+            return
+        rows = [
+            (
+                s.row.id,
+                s.state,
+                f"{s.row.host}:{s.row.pid}",
+                s.row.kind,
+                ",".join(s.row.queues),
+                f"{s.silent.total_seconds():.0f}s ago",
+                s.row.done,
+                s.row.failed,
+                s.row.holding,
+            )
+            for s in found
+        ]
+        header = ("ID", "STATE", "PROCESS", "KIND", "QUEUES", "BEAT", "DONE", "FAILED", "HOLDING")
+        self.stdout.write(_table(rows, header))
+
+    def do_stop_worker(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        row = liveness.find(options["id"])
+        if row is None:
+            raise CommandError(f"no worker {options['id']!r} (see manage.py eq workers)")
+        self.stdout.write(liveness.request_stop(row, eq.time(), by=liveness.command_line_user()))
+
     # Writing.
 
     def do_ins(self, eq: EntroQ, options: dict[str, Any]) -> None:
@@ -209,9 +298,11 @@ class Command(BaseCommand):
         self._json(task_to_json_dict(task))
 
     def do_rm(self, eq: EntroQ, options: dict[str, Any]) -> None:
-        task = self._one(eq, options["id"])
-        eq.modify(task.as_deletion(), claimant=self._as(task, options))
+        keeping = undo.begin(eq, "delete", username=undo.command_line_user())
+        task = self._one(keeping or eq, options["id"], values=keeping is not None)
+        (keeping or eq).modify(task.as_deletion(), claimant=self._as(task, options))
         self.stdout.write(f"deleted {task.id}:{task.version}")
+        self._audit("delete", ops.BulkResult([task.id_version()], queues={task.queue}), keeping)
 
     def do_mod(self, eq: EntroQ, options: dict[str, Any]) -> None:
         task = self._one(eq, options["id"])
@@ -236,13 +327,15 @@ class Command(BaseCommand):
             return
         if not options["yes"]:
             self._confirm(f"Delete all {size} tasks of {queue}?")
+        keeping = undo.begin(eq, "delete", username=undo.command_line_user())
         result = ops.apply_each(
-            eq,
-            ops.walk(eq, queue, values=False),
+            keeping or eq,
+            ops.walk(keeping or eq, queue, values=keeping is not None),
             lambda t: [t.as_deletion()],
             force=options["force"],
             progress=self._progress("deleted", size),
         )
+        self._audit("delete", result, keeping, queue=queue)
         self._report("deleted", result)
 
     def do_retry(self, eq: EntroQ, options: dict[str, Any]) -> None:
@@ -271,11 +364,66 @@ class Command(BaseCommand):
         )
         self._report("pruned", result)
 
+    def do_undo(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        undoable = Undoable.objects.select_related("run").filter(pk=options["id"]).first()
+        if undoable is None:
+            hours = f"{undo.keep_seconds() / 3600:g}"
+            raise CommandError(f"nothing to undo as #{options['id']} (kept for {hours} hours)")
+        if not undo.pending(undoable):
+            self.stdout.write(f"#{undoable.pk} is undone already: nothing left to put back")
+            return
+        total = ops.BulkResult()
+        while True:  # a bounded number of tasks at a time, each chunk committed
+            result = undo.undo(eq, undoable, username=undo.command_line_user())
+            total.done += result.done
+            total.conflicts += result.conflicts
+            self.stderr.write(f"put back {len(total.done)}, {result.remaining} to go")
+            if not result.remaining or not (result.done or result.conflicts):
+                break
+        self._report("put back", total)
+
+    def do_kept(self, eq: EntroQ, options: dict[str, Any]) -> None:
+        summary = undo.kept_summary()
+        rows = [
+            (
+                u.pk,
+                u.created.isoformat(timespec="seconds"),
+                u.username,
+                u.action,
+                u.entry.queue if u.entry else "-",
+                left,
+                u.undone.isoformat(timespec="seconds") if u.undone else "-",
+            )
+            for u, left in undo.recent(options["limit"])
+        ]
+        self.stdout.write(
+            _table(rows, ("UNDO", "WHEN", "WHO", "ACTION", "QUEUE", "TO PUT BACK", "UNDONE"))
+        )
+        self.stdout.write(
+            f"kept: {summary.deleted} deleted tasks ({summary.bytes} bytes), "
+            f"{summary.moved} moves, for {summary.hours:g} hours"
+        )
+
     # Helpers.
 
-    def _one(self, eq: EntroQ, text: str) -> Task:
+    def _audit(
+        self,
+        action: str,
+        result: ops.BulkResult,
+        keeping: undo.Keeping | None,
+        *,
+        queue: str = "",
+    ) -> None:
+        """Write the audit entry of ``action``, and say how to undo what was kept."""
+        user = undo.command_line_user()
+        entry = audit.record(AnonymousUser(), action, result, queue=queue, username=user)
+        undoable = keeping.finish(entry) if keeping is not None else None
+        if undoable is not None:
+            self.stderr.write(f"undo with: manage.py eq undo {undoable.pk}")
+
+    def _one(self, eq: EntroQ, text: str, *, values: bool = False) -> Task:
         task_id = _task_id(text)
-        found = eq.tasks(ids=[task_id], omit_values=True)
+        found = eq.tasks(ids=[task_id], omit_values=not values)
         if not found:
             raise CommandError(f"no task {task_id}")
         return found[0]

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -15,8 +16,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
-from queues import entroq
+from queues import entroq, liveness
 from queues.entroq.worker import Work
+from queues.models import WorkerProcess
 
 logger = logging.getLogger("queues.eqworker")
 
@@ -75,6 +77,13 @@ class Command(BaseCommand):
             "--max-tasks", type=int, default=0, help="exit after this many tasks (all workers)"
         )
         parser.add_argument(
+            "--beat",
+            type=float,
+            default=liveness.BEAT_SECONDS,
+            help="seconds between this process's beats, which show it on the dashboard's "
+            f"workers page (default {liveness.BEAT_SECONDS:g}; 0: do not announce it)",
+        )
+        parser.add_argument(
             "--url",
             default=os.environ.get("ENTROQ_URL", ""),
             help="work through the HTTP API at this URL (or ENTROQ_URL): a server's address "
@@ -96,6 +105,12 @@ class Command(BaseCommand):
             raise CommandError("--max-tasks must not be negative")
         if not 0 <= options["prefetch"] <= entroq.MAX_CLAIM:
             raise CommandError(f"--prefetch must be from 0 to {entroq.MAX_CLAIM}")
+        beat = options["beat"]
+        if beat and not liveness.MIN_BEAT_SECONDS <= beat <= liveness.MAX_BEAT_SECONDS:
+            raise CommandError(
+                f"--beat must be 0 or from {liveness.MIN_BEAT_SECONDS:g} "
+                f"to {liveness.MAX_BEAT_SECONDS:g} seconds"
+            )
         queues: list[str] = options["queue"]
         try:  # every setting checked here, not in the worker threads
             entroq.EntroQ(entroq.MemoryBackend()).new_worker(
@@ -141,24 +156,37 @@ class Command(BaseCommand):
     def _run_workers(
         self, work: Work, queues: list[str], options: dict[str, Any], stop: threading.Event
     ) -> None:
-        budget = _Budget(options["max_tasks"], stop)
+        budget = _Budget(options["max_tasks"], stop, options["concurrency"])
         failures: list[BaseException] = []
         threads = [
             threading.Thread(
                 target=self._worker_thread,
-                args=(work, queues, options, stop, budget, failures),
+                args=(work, queues, options, stop, budget.counting(work, i), failures),
                 name=f"eqworker-{i}",
             )
             for i in range(options["concurrency"])
         ]
+        heart = self._heart(queues, options, stop, budget)
         logger.info(
             "eqworker: %d worker(s) on %s, handler %s",
             len(threads),
             ", ".join(queues),
             options["handler"],
         )
+        if heart is not None:
+            heart.start()
         for thread in threads:
             thread.start()
+        try:
+            self._watch(threads, budget)
+        finally:
+            if heart is not None:
+                heart.close()
+        if failures:
+            raise CommandError(f"a worker failed: {failures[0]!r}")
+
+    def _watch(self, threads: list[threading.Thread], budget: _Budget) -> None:
+        """Wait for the worker threads, logging progress now and then."""
         reported, reported_at = 0, time.monotonic()
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
@@ -174,8 +202,46 @@ class Command(BaseCommand):
                 )
                 reported, reported_at = done, time.monotonic()
         logger.info("eqworker: stopped after %d task(s)", budget.done)
-        if failures:
-            raise CommandError(f"a worker failed: {failures[0]!r}")
+
+    def _heart(
+        self, queues: list[str], options: dict[str, Any], stop: threading.Event, budget: _Budget
+    ) -> liveness.Heart | None:
+        """Return the thread that announces this process and beats for it (none if
+        ``--beat 0``): one small write every few seconds, never in the task loop."""
+        if not options["beat"]:
+            return None
+        beats: liveness.Beats
+        if options["url"]:
+            from queues.liveness_http import HttpBeats
+
+            kind = WorkerProcess.Kind.HTTP
+            beats = HttpBeats(options["url"], os.environ.get("ENTROQ_TOKEN", ""))
+        else:
+            kind = (
+                WorkerProcess.Kind.DJANGO_TASKS
+                if options["django_tasks"]
+                else WorkerProcess.Kind.DATABASE
+            )
+            beats = liveness.DatabaseBeats()
+        worker = liveness.Announcement.of_this_process(
+            kind,
+            queues,
+            concurrency=options["concurrency"],
+            prefetch=options["prefetch"],
+            handler=str(options["handler"])[:255],
+            beat_seconds=options["beat"],
+        )
+        prefetcher: entroq.Prefetcher | None = options["prefetcher"]
+
+        def pulse() -> liveness.Pulse:
+            held = [id for id in budget.in_hand if id is not None]
+            if prefetcher is not None:
+                held += prefetcher.waiting_ids()
+            failed = budget.failed
+            return liveness.Pulse.of(budget.done - failed, failed, held)
+
+        logger.info("eqworker: announced as worker %s", worker.id)
+        return liveness.Heart(worker, pulse, stop, beats)
 
     def _http_client(self, url: str) -> Callable[[], entroq.EntroQ]:
         token = os.environ.get("ENTROQ_TOKEN", "")
@@ -242,7 +308,7 @@ class Command(BaseCommand):
         queues: Sequence[str],
         options: dict[str, Any],
         stop: threading.Event,
-        budget: _Budget,
+        counted: Work,
         failures: list[BaseException],
     ) -> None:
         client: entroq.EntroQ | None = None
@@ -261,7 +327,7 @@ class Command(BaseCommand):
                             retry_delay=options["retry_delay"],
                         )
                     worker.run(
-                        budget.counting(work),
+                        counted,
                         stop,
                         until_empty=options["batch"],
                         prefetcher=options["prefetcher"],
@@ -305,21 +371,35 @@ def _connection_usable(client: entroq.EntroQ) -> bool:
 
 
 class _Budget:
-    """Counts tasks across the workers of a process; sets ``stop`` at the limit."""
+    """Counts tasks across the workers of a process; sets ``stop`` at the limit.
 
-    def __init__(self, limit: int, stop: threading.Event) -> None:
+    It also keeps what a beat reports: the tasks whose work failed, and the task in
+    each worker's hands (one slot a worker, written only by that worker: no lock).
+    """
+
+    def __init__(self, limit: int, stop: threading.Event, workers: int = 1) -> None:
         self.limit = limit
         self.stop = stop
         self.done = 0
+        self.failed = 0
+        self.in_hand: list[uuid.UUID | None] = [None] * workers
         self._lock = threading.Lock()
 
-    def counting(self, work: Work) -> Work:
+    def counting(self, work: Work, slot: int = 0) -> Work:
+        in_hand = self.in_hand
+
         def counted(task: entroq.Task) -> Any:
+            in_hand[slot] = task.id
+            failed = True
             try:
-                return work(task)
+                result = work(task)
+                failed = False
+                return result
             finally:
+                in_hand[slot] = None
                 with self._lock:
                     self.done += 1
+                    self.failed += failed
                     if self.limit and self.done >= self.limit:
                         self.stop.set()
 

@@ -1,0 +1,84 @@
+"""Queue patterns, and paused queues: claims skip them, and everything else goes on.
+
+Claims and pauses name one queue (``billing/invoices``), every queue under a prefix
+(``billing/*``, which covers queues created later too) or every queue (``*``). While a
+queue is paused no claim takes its tasks, on any backend; inserts, listings, changes
+and deletions go on as before. Resuming wakes the claims that wait on it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .tasks import check_queue
+
+# A pause of every queue under a prefix ends so; ``*`` alone pauses every queue.
+PREFIX_MARK = "/*"
+EVERY_QUEUE = "*"
+# A wake-up for this name, which no queue has, wakes every waiting claim (a resume).
+EVERY_QUEUE_NOTE = ""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Pause:
+    """A paused queue (``prefix`` false), or every queue whose name starts with ``name``."""
+
+    name: str
+    prefix: bool = False
+    #: When it began, where the backend says (not part of what the pause is).
+    since: datetime | None = field(default=None, compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Pause:
+        """Read ``queue``, ``prefix/*`` or ``*``; raise ``ValueError`` for anything else."""
+        if not isinstance(text, str):
+            raise TypeError(f"a pause is a str, not {type(text).__name__}")
+        if text == EVERY_QUEUE:
+            return cls("", prefix=True)
+        if text.endswith(PREFIX_MARK):
+            name = text[:-1]  # keeps the slash: billing/* covers billing/..., not billing2
+            check_queue(name, "a paused prefix")
+            return cls(name, prefix=True)
+        return cls(check_queue(text, "a paused queue"))
+
+    def __str__(self) -> str:
+        return f"{self.name}*" if self.prefix else self.name
+
+    def covers(self, queue: str) -> bool:
+        """Return whether claims from ``queue`` skip it while this pause lasts."""
+        return queue.startswith(self.name) if self.prefix else queue == self.name
+
+
+def split_patterns(queues: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Return the queue names among ``queues`` and the prefixes their patterns name
+    (``billing/*`` is ``billing/``, ``*`` is ``""``: every queue)."""
+    names: list[str] = []
+    prefixes: list[str] = []
+    for queue in queues:
+        if queue == EVERY_QUEUE:
+            prefixes.append("")
+        elif queue.endswith(PREFIX_MARK):
+            prefixes.append(queue[:-1])
+        else:
+            names.append(queue)
+    return names, prefixes
+
+
+def parse_all(texts: Iterable[str]) -> list[Pause]:
+    """Parse each of ``texts`` (see ``Pause.parse``), without repeats, in order."""
+    return list(dict.fromkeys(Pause.parse(text) for text in texts))
+
+
+def unpaused(queues: Sequence[str], pauses: Iterable[Pause]) -> tuple[str, ...]:
+    """Return those of ``queues`` that no pause covers."""
+    held = list(pauses)
+    if not held:
+        return tuple(queues)
+    return tuple(q for q in queues if not any(p.covers(q) for p in held))
+
+
+def pauses_of(queue: str, pauses: Iterable[Pause]) -> list[Pause]:
+    """Return the pauses that cover ``queue``."""
+    return [p for p in pauses if p.covers(queue)]
