@@ -39,6 +39,7 @@ from queues.entroq import (
 )
 from queues.entroq.django_backend import is_timeout, statement_timeout
 from queues.entroq.modify import Modification
+from queues.entroq.pauses import check_claim_patterns
 from queues.entroq.tasks import (
     MAX_DURATION_SECONDS,
     MAX_QUEUE_LENGTH,
@@ -179,6 +180,7 @@ def claim(request: HttpRequest, token: ApiToken) -> HttpResponse:
     if not isinstance(queues, list) or not 1 <= len(queues) <= MAX_CLAIM_QUEUES:
         raise ValueError(f"queues: expected a list of 1 to {MAX_CLAIM_QUEUES} queue names")
     names = tuple(dict.fromkeys(_queue(q, f"queues[{i}]") for i, q in enumerate(queues)))
+    check_claim_patterns(names)
     duration = wire.param_number(body.get("duration"), "duration", 30, high=MAX_DURATION_SECONDS)
     max_wait = app_settings().API_MAX_WAIT_SECONDS
     wait = min(wire.param_number(body.get("wait"), "wait", 0, high=MAX_DURATION_SECONDS), max_wait)

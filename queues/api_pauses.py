@@ -67,9 +67,19 @@ def resume(request: HttpRequest, token: ApiToken) -> HttpResponse:
 
 @endpoint("paused", "GET")
 def paused(request: HttpRequest, token: ApiToken) -> HttpResponse:
-    """List the pauses in force over queues the token has a grant for."""
+    """List the pauses in force over queues the token may read."""
+    readable = tokens.readable_prefixes(token)
     return JsonResponse(
-        {"paused": [_encode(p) for p in client().paused() if tokens.sees(token, p.name)]}
+        {
+            "paused": [
+                _encode(p)
+                for p in client().paused()
+                # A pause within what the token reads, or over it (``*`` over all).
+                if any(
+                    p.name.startswith(r) or (p.prefix and r.startswith(p.name)) for r in readable
+                )
+            ]
+        }
     )
 
 

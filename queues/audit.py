@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
@@ -93,3 +96,12 @@ def token(user: AbstractBaseUser | AnonymousUser, action: str, api_token: ApiTok
         detail=f"{api_token.name} ({api_token.key_id}…) of {api_token.user.get_username()}: "
         + " ".join(f"{g['prefix']}={','.join(g['actions'])}" for g in api_token.grants),
     )
+
+
+def command_line_user() -> str:
+    """Return the name the audit log gives ``manage.py eq``'s actions: the system user's."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no name for this user ID (a container)
+        who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{who} (manage.py eq)"[:150]

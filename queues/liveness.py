@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import getpass
 import importlib.metadata
 import logging
 import os
@@ -26,7 +25,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -34,6 +33,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connections, router
 from django.db.models.functions import Now
 
+from queues.entroq.pauses import Pause
 from queues.entroq.tasks import MAX_QUEUE_LENGTH, check_queue
 from queues.models import ApiToken, AuditEntry, WorkerProcess
 
@@ -52,6 +52,8 @@ PRUNE_AFTER = timedelta(hours=1)
 MAX_HELD_IDS = 100
 MAX_QUEUES = 100
 MAX_LISTED = 1000
+# Workers one API token may have announced and not exited at once.
+MAX_WORKERS_PER_TOKEN = 100
 STOP_WORKER = "stop worker"
 
 ALIVE, STOPPING, STALE, EXITED = "alive", "stopping", "stale", "exited"
@@ -188,10 +190,20 @@ def announce(
         "token": token,
         **pulse.checked().fields(),
     }
+    if token is not None:
+        # Any token that may claim can announce workers: bound what one fills in.
+        others = WorkerProcess.objects.filter(token=token, exited__isnull=True).exclude(
+            id=worker.id
+        )
+        if others.count() >= MAX_WORKERS_PER_TOKEN:
+            raise Forbidden(
+                f"this token has {MAX_WORKERS_PER_TOKEN} workers announced already; "
+                "stop some, or give each group of workers a token of its own"
+            )
     WorkerProcess.objects.update_or_create(
         id=worker.id, defaults=fields, create_defaults={**fields, "started": Now()}
     )
-    prune(datetime.now(UTC))
+    prune()
 
 
 def beat(worker: Announcement, pulse: Pulse, *, token: ApiToken | None = None) -> bool:
@@ -221,9 +233,10 @@ def exited(worker: Announcement, pulse: Pulse, *, token: ApiToken | None = None)
     WorkerProcess.objects.filter(id=worker.id, token=token).update(**fields, exited=Now())
 
 
-def prune(now: datetime) -> int:
-    """Delete the rows of workers whose last beat is ``PRUNE_AFTER`` old; return how many."""
-    deleted, _ = WorkerProcess.objects.filter(last_beat__lt=now - PRUNE_AFTER).delete()
+def prune() -> int:
+    """Delete the rows of workers whose last beat is ``PRUNE_AFTER`` old, by the
+    database's clock (a worker's own may be off); return how many."""
+    deleted, _ = WorkerProcess.objects.filter(last_beat__lt=Now() - PRUNE_AFTER).delete()
     return deleted
 
 
@@ -264,7 +277,7 @@ def stale_after(beat_seconds: float) -> timedelta:
 def workers(now: datetime, *, queue: str = "") -> list[Status]:
     """Return the workers known (those consuming ``queue``, if given), the live first."""
     rows = WorkerProcess.objects.order_by("-last_beat")[:MAX_LISTED]
-    found = [status(row, now) for row in rows if not queue or queue in row.queues]
+    found = [status(row, now) for row in rows if not queue or _consumes(row, queue)]
     order = {ALIVE: 0, STOPPING: 1, STALE: 2, EXITED: 3}
     return sorted(found, key=lambda s: (order[s.state], s.row.host, s.row.pid))
 
@@ -275,7 +288,12 @@ def consumers(queue: str, now: datetime) -> int:
     recent = WorkerProcess.objects.filter(
         last_beat__gte=now - stale_after(MAX_BEAT_SECONDS), exited__isnull=True
     ).only("queues", "last_beat", "beat_seconds", "exited", "stop_requested")
-    return sum(1 for row in recent[:MAX_LISTED] if queue in row.queues and _live(row, now))
+    return sum(1 for row in recent[:MAX_LISTED] if _consumes(row, queue) and _live(row, now))
+
+
+def _consumes(row: WorkerProcess, queue: str) -> bool:
+    """Return whether the worker of ``row`` claims from ``queue``, by name or pattern."""
+    return any(Pause.parse(claimed).covers(queue) for claimed in row.queues)
 
 
 def _live(row: WorkerProcess, now: datetime) -> bool:
@@ -331,14 +349,6 @@ def request_stop(
         detail=said,
     )
     return said
-
-
-def command_line_user() -> str:
-    """Return who runs a command, for the audit log."""
-    try:
-        return f"{getpass.getuser()} (command line)"
-    except (KeyError, OSError):
-        return "(command line)"
 
 
 def as_json(status: Status) -> dict[str, Any]:

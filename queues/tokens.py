@@ -21,6 +21,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
 from queues.conf import app_settings
+from queues.entroq.pauses import split_patterns
 from queues.models import ApiToken
 from queues.permissions import TOKEN_READ, TOKEN_WRITE
 
@@ -71,15 +72,27 @@ def grants_of(token: ApiToken) -> list[Grant]:
 
 
 def allows(token: ApiToken, action: str, queue: str) -> bool:
-    """Return whether ``token`` may do ``action`` on ``queue`` (and its user still may)."""
+    """Return whether ``token`` may do ``action`` on ``queue`` (and its user still may).
+
+    A pattern (``billing/*``, ``*``) is every queue under its prefix: the token needs
+    the action on all of them, so a grant's prefix must start the pattern's.
+    """
     if not _user_may(token.user, action):
         return False
-    return any(queue.startswith(g.prefix) and action in g.actions for g in grants_of(token))
+    area = _area(queue)
+    return any(area.startswith(g.prefix) and action in g.actions for g in grants_of(token))
 
 
 def sees(token: ApiToken, queue: str) -> bool:
-    """Return whether ``token`` has any grant at all for ``queue``."""
-    return any(queue.startswith(g.prefix) for g in grants_of(token))
+    """Return whether ``token`` has any grant at all for ``queue`` (or all of a pattern's)."""
+    area = _area(queue)
+    return any(area.startswith(g.prefix) for g in grants_of(token))
+
+
+def _area(queue: str) -> str:
+    """Return the queue, or the prefix of every queue a pattern names."""
+    _, prefixes = split_patterns([queue])
+    return prefixes[0] if prefixes else queue
 
 
 def readable_prefixes(token: ApiToken) -> tuple[str, ...]:

@@ -18,8 +18,6 @@ which reschedules itself while anything is kept.
 
 from __future__ import annotations
 
-import getpass
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -108,9 +106,12 @@ class Keeping(EntroQ):
                 for row in rows:
                     row.undoable = self.undoable
                 KeptTask.objects.bulk_create(rows)
-            if mod.deletes and not self._pruning_scheduled:
+            if rows and not self._pruning_scheduled:  # kept moves are pruned too
                 self._schedule_pruning()
         self.kept += len(rows)
+        # What is done is no longer needed: a clear of millions keeps a chunk in memory.
+        for done in [*(d.id for d in mod.deletes), *(t.id for t in changed)]:
+            self._seen.pop(done, None)
         return inserted, changed
 
     def _deleted(self, deleted: TaskID) -> KeptTask:
@@ -427,15 +428,6 @@ def outcome(undoable: Undoable, result: UndoResult) -> tuple[int, str]:
         text += f" {result.remaining:,} still to put back: undo again to go on."
         level = messages.WARNING
     return level, text
-
-
-def command_line_user() -> str:
-    """Return the name the audit log gives ``manage.py eq``'s actions: the system user's."""
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):  # no name for this user ID (a container)
-        who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
-    return f"{who} (manage.py eq)"[:150]
 
 
 def recent(limit: int = 50) -> list[tuple[Undoable, int]]:

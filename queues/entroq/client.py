@@ -23,7 +23,7 @@ from .backend import (
 from .errors import DependencyError, default_err_qmap
 from .leases import LeaseKeeper
 from .modify import ModifyArg, changing, new_modification
-from .pauses import Pause, parse_all
+from .pauses import Pause, check_claim_patterns, parse_all
 from .tasks import (
     TASK_STATES,
     Duration,
@@ -127,6 +127,7 @@ class EntroQ:
             raise ValueError("claim needs at least one queue")
         for queue in queues:
             check_queue(queue)
+        check_claim_patterns(queues)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
             raise ValueError(f"limit must be an int from 1 to {MAX_CLAIM}, got {limit!r}")
         return ClaimQuery(

@@ -22,7 +22,7 @@ from .backend import (
 )
 from .errors import DependencyError
 from .modify import Modification, inserted_task
-from .pauses import Pause, split_patterns, unpaused
+from .pauses import Pause, check_pause_count, split_patterns, unpaused
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task, utcnow
 
 
@@ -208,6 +208,7 @@ class MemoryBackend(Backend):
                 for p in dict.fromkeys(pauses)
                 if p not in self._paused
             ]
+            check_pause_count(len(self._paused) + len(added))
             self._paused.update(added)
         return added
 

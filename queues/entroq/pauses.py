@@ -19,6 +19,11 @@ PREFIX_MARK = "/*"
 EVERY_QUEUE = "*"
 # A wake-up for this name, which no queue has, wakes every waiting claim (a resume).
 EVERY_QUEUE_NOTE = ""
+# A claim names at most this many prefixes: each is a search of the index in its
+# statement, and every shape of statement is planned and kept.
+MAX_CLAIM_PREFIXES = 10
+# Pauses in force at most: every claim checks each queue against them.
+MAX_PAUSES = 1000
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -64,6 +69,21 @@ def split_patterns(queues: Iterable[str]) -> tuple[list[str], list[str]]:
         else:
             names.append(queue)
     return names, prefixes
+
+
+def check_claim_patterns(queues: Iterable[str]) -> None:
+    """Raise ``ValueError`` if ``queues`` name more prefixes than a claim may."""
+    _, prefixes = split_patterns(queues)
+    if len(prefixes) > MAX_CLAIM_PREFIXES:
+        raise ValueError(
+            f"a claim names at most {MAX_CLAIM_PREFIXES} prefixes (prefix/*), not {len(prefixes)}"
+        )
+
+
+def check_pause_count(count: int) -> None:
+    """Raise ``ValueError`` if ``count`` pauses would be more than may be in force."""
+    if count > MAX_PAUSES:
+        raise ValueError(f"at most {MAX_PAUSES} pauses may be in force; resume some first")
 
 
 def parse_all(texts: Iterable[str]) -> list[Pause]:

@@ -30,7 +30,7 @@ def workers(request: HtmxHttpRequest) -> HttpResponse:
     """List the workers (those consuming ``queue``, if given), the live first; prune
     the rows of workers long gone."""
     now = client().time()
-    liveness.prune(now)
+    liveness.prune()
     queue = request.GET.get("queue", "").strip()[:MAX_QUEUE_LENGTH]
     found = liveness.workers(now, queue=queue)
     context = {

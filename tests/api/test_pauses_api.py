@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from queues.entroq import EntroQ
+from queues.entroq import EntroQ, inserting_into
 from queues.models import AuditEntry
 from tests.conftest import Api
 
@@ -77,3 +77,40 @@ def test_a_bad_pause_is_400_and_pauses_nothing(api: Api, body: object) -> None:
     assert response.status_code == 400, response.content
     assert response.json()["error"] == "bad_request"
     assert EntroQ().paused() == []
+
+
+@pytest.mark.parametrize(
+    ("grant", "queues", "status"),
+    [
+        ("*=read,claim", ["*"], 403),  # a grant on queues named "*...", not on all
+        ("secret/*=read,claim", ["secret/*"], 403),
+        ("secret/=read,claim", ["*"], 403),
+        ("secret/=read,claim", ["secret/*"], 200),
+        ("=read,claim", ["*"], 200),
+    ],
+)
+def test_a_claim_over_a_prefix_needs_a_grant_on_all_of_it(
+    make_api: Callable[..., Api], grant: str, queues: list[str], status: int
+) -> None:
+    EntroQ().modify(inserting_into("secret/payroll"))
+
+    response = make_api(grant).post("claim", {"queues": queues})
+
+    assert response.status_code == status
+    if status == 200:
+        assert response.json()["task"]["queue"] == "secret/payroll"
+
+
+def test_a_token_sees_the_pauses_over_what_it_reads(make_api: Callable[..., Api]) -> None:
+    make_api("=pause").post("pause", {"queues": ["*", "billing/*", "billing/inv/x", "mail"]})
+
+    listed = make_api("billing/inv=read").get("paused").json()["paused"]
+
+    assert [p["queue"] for p in listed] == ["*", "billing/*", "billing/inv/x"]
+
+
+def test_a_claim_of_too_many_prefixes_is_400(api: Api) -> None:
+    response = api.post("claim", {"queues": [f"q{i}/*" for i in range(11)]})
+
+    assert response.status_code == 400
+    assert "at most 10 prefixes" in response.json()["message"]

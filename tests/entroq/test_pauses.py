@@ -8,7 +8,7 @@ import time
 import pytest
 
 from queues import entroq
-from queues.entroq import EntroQ, Pause
+from queues.entroq import EntroQ, Pause, pauses
 
 
 def insert(eq: EntroQ, queue: str, **kwargs: object) -> entroq.Task:
@@ -96,3 +96,13 @@ def test_a_pause_of_what_no_queue_can_be_is_refused(eq: EntroQ, text: str) -> No
     with pytest.raises(ValueError, match="paused"):
         eq.pause(text)
     assert eq.paused() == []
+
+
+def test_pauses_in_force_are_bounded(eq: EntroQ, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pauses, "MAX_PAUSES", 2)
+
+    eq.pause("a", "b")
+    with pytest.raises(ValueError, match="at most 2 pauses"):
+        eq.pause("c")
+
+    assert [str(p) for p in eq.paused()] == ["a", "b"], "the refused pause left nothing"

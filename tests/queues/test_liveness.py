@@ -123,7 +123,7 @@ def test_a_silent_worker_is_stale_after_three_beats_and_pruned_after_an_hour() -
     assert states == {alive.id: "alive", silent.id: "stale", gone.id: "stale"}
     assert next(s.row.id for s in liveness.workers(now)) == alive.id, "the live first"
 
-    assert liveness.prune(now) == 1
+    assert liveness.prune() == 1
     assert set(WorkerProcess.objects.values_list("id", flat=True)) == {alive.id, silent.id}
 
 
@@ -154,6 +154,20 @@ def test_consumers_counts_the_live_workers_of_a_queue() -> None:
     assert liveness.consumers("mail", now) == 1
     assert liveness.consumers("other", now) == 0
     assert [s.row.id for s in liveness.workers(now, queue="mail")] == [b.id]
+
+
+def test_a_worker_on_a_prefix_consumes_each_queue_under_it() -> None:
+    billing, everything = worker("billing/*"), worker("*")
+    for each in (billing, everything):
+        liveness.announce(each)
+    now = timezone.now()
+
+    assert liveness.consumers("billing/invoices", now) == 2
+    assert liveness.consumers("mail", now) == 1
+    assert {s.row.id for s in liveness.workers(now, queue="billing/x")} == {
+        billing.id,
+        everything.id,
+    }
 
 
 @pytest.mark.parametrize(
@@ -250,7 +264,7 @@ def test_eq_workers_lists_them_and_stop_worker_asks_one_to_stop() -> None:
     call_command("eq", "stop-worker", str(me.id)[:8], stdout=out)
     assert "asked worker" in out.getvalue()
     assert WorkerProcess.objects.get().stop_requested is not None
-    assert "(command line)" in AuditEntry.objects.get().username
+    assert "(manage.py eq)" in AuditEntry.objects.get().username
 
     out = StringIO()
     call_command("eq", "workers", "--json", "--queue", "jobs", stdout=out)

@@ -49,7 +49,7 @@ def test_eq_pauses_lists_and_resumes_and_the_audit_log_says_so(eq: EntroQ) -> No
         ("pause", "web"),
         ("resume", "mail/out, mail/*"),
     ]
-    assert entries[0].username.endswith("(manage.py)")
+    assert entries[0].username.endswith("(manage.py eq)")
     assert "already paused: web" in entries[1].detail
 
 

@@ -152,7 +152,8 @@ def test_a_move_is_undone_by_moving_back_the_tasks_unchanged_since(eq: EntroQ) -
     assert "changed since the move" in result.conflicts[0][1]
     assert eq.tasks(ids=[same.id])[0].queue == "a"
     assert eq.tasks(ids=[changed.id])[0].queue == "b"
-    assert not eq.tasks(bulk.BULK_QUEUE), "moves keep no values: nothing to prune"
+    [carrier] = eq.tasks(bulk.BULK_QUEUE)
+    assert carrier.id == undo.PRUNE_TASK_ID, "kept moves are pruned in their time too"
 
 
 def test_an_undo_does_at_most_its_limit_and_goes_on_where_it_stopped(eq: EntroQ) -> None:

@@ -30,7 +30,7 @@ from ..backend import Backend, ClaimQuery, ModifyOutcome, Notifier, QueuesQuery,
 from ..departures import DEPARTURES_TABLE, DepartureCounts
 from ..errors import DependencyError
 from ..modify import Modification, TaskChange, inserted_task
-from ..pauses import EVERY_QUEUE_NOTE, Pause
+from ..pauses import EVERY_QUEUE_NOTE, Pause, check_pause_count
 from ..tasks import QueueStat, Task, TaskID
 from . import listings
 from .base import Dialect, Listener, notifier_for
@@ -502,6 +502,8 @@ class DjangoBackend(Backend):
                 )
                 if rows:
                     added.append(dataclasses.replace(pause, since=dialect.read_time(rows[0][0])))
+            if added:  # counted inside the transaction: a refusal leaves nothing paused
+                check_pause_count(self._execute(f"SELECT count(*) FROM {PAUSED_TABLE}", {})[0][0])
         return added
 
     @reconnecting

@@ -101,7 +101,7 @@ _UNDER_SCANNED = (
 )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # shapes vary with what clients send: keep the used
 def claim_statement(queues: int, limit: int = 1, prefixes: tuple[bool | None, ...] = ()) -> str:
     """Return the statement that claims up to ``limit`` tasks of ``queues`` queues,
     given as ``%(q0)s``, ``%(q1)s``..., and of the queues under ``prefixes``, given as

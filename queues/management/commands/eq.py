@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import uuid
@@ -51,14 +50,6 @@ def _age(text: str) -> timedelta:
     if age < timedelta(0):
         raise argparse.ArgumentTypeError(f"an age must not be negative: {text!r}")
     return age
-
-
-def _operator() -> str:
-    """Name who runs the command, for the audit log."""
-    try:
-        return f"{getpass.getuser()} (manage.py)"
-    except (KeyError, OSError):  # no user name for this uid
-        return "manage.py"
 
 
 def _task_id(text: str) -> uuid.UUID:
@@ -223,7 +214,7 @@ class Command(BaseCommand):
 
     def _pause(self, action: str, texts: list[str], done: str, left: str) -> None:
         changed, unchanged = pausing.apply(
-            action, texts, user_id=None, username=_operator(), via="manage.py eq"
+            action, texts, user_id=None, username=audit.command_line_user(), via="manage.py eq"
         )
         for pause in changed:
             self.stdout.write(f"{pause}: {done}")
@@ -242,7 +233,7 @@ class Command(BaseCommand):
 
     def do_workers(self, eq: EntroQ, options: dict[str, Any]) -> None:
         now = eq.time()
-        liveness.prune(now)
+        liveness.prune()
         found = liveness.workers(now, queue=options["queue"])
         if options["json"]:
             self._json([liveness.as_json(status) for status in found])
@@ -268,7 +259,7 @@ class Command(BaseCommand):
         row = liveness.find(options["id"])
         if row is None:
             raise CommandError(f"no worker {options['id']!r} (see manage.py eq workers)")
-        self.stdout.write(liveness.request_stop(row, eq.time(), by=liveness.command_line_user()))
+        self.stdout.write(liveness.request_stop(row, eq.time(), by=audit.command_line_user()))
 
     # Writing.
 
@@ -298,7 +289,7 @@ class Command(BaseCommand):
         self._json(task_to_json_dict(task))
 
     def do_rm(self, eq: EntroQ, options: dict[str, Any]) -> None:
-        keeping = undo.begin(eq, "delete", username=undo.command_line_user())
+        keeping = undo.begin(eq, "delete", username=audit.command_line_user())
         task = self._one(keeping or eq, options["id"], values=keeping is not None)
         (keeping or eq).modify(task.as_deletion(), claimant=self._as(task, options))
         self.stdout.write(f"deleted {task.id}:{task.version}")
@@ -327,7 +318,7 @@ class Command(BaseCommand):
             return
         if not options["yes"]:
             self._confirm(f"Delete all {size} tasks of {queue}?")
-        keeping = undo.begin(eq, "delete", username=undo.command_line_user())
+        keeping = undo.begin(eq, "delete", username=audit.command_line_user())
         result = ops.apply_each(
             keeping or eq,
             ops.walk(keeping or eq, queue, values=keeping is not None),
@@ -374,7 +365,7 @@ class Command(BaseCommand):
             return
         total = ops.BulkResult()
         while True:  # a bounded number of tasks at a time, each chunk committed
-            result = undo.undo(eq, undoable, username=undo.command_line_user())
+            result = undo.undo(eq, undoable, username=audit.command_line_user())
             total.done += result.done
             total.conflicts += result.conflicts
             self.stderr.write(f"put back {len(total.done)}, {result.remaining} to go")
@@ -415,7 +406,7 @@ class Command(BaseCommand):
         queue: str = "",
     ) -> None:
         """Write the audit entry of ``action``, and say how to undo what was kept."""
-        user = undo.command_line_user()
+        user = audit.command_line_user()
         entry = audit.record(AnonymousUser(), action, result, queue=queue, username=user)
         undoable = keeping.finish(entry) if keeping is not None else None
         if undoable is not None:
