@@ -121,6 +121,19 @@ class Announcement:
             raise ValueError(f"beat_seconds: from {MIN_BEAT_SECONDS:g} to {MAX_BEAT_SECONDS:g}")
         return self
 
+    def described(self) -> dict[str, Any]:
+        """Return what the worker says of itself, by field (its row's, and a beat's)."""
+        return {
+            "host": self.host,
+            "pid": self.pid,
+            "version": self.version,
+            "handler": self.handler,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "prefetch": self.prefetch,
+            "beat_seconds": self.beat_seconds,
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class Pulse:
@@ -179,14 +192,7 @@ def announce(
     pulse = pulse or Pulse()
     fields = {
         "kind": worker.kind,
-        "host": worker.host,
-        "pid": worker.pid,
-        "version": worker.version,
-        "handler": worker.handler,
-        "queues": list(worker.queues),
-        "concurrency": worker.concurrency,
-        "prefetch": worker.prefetch,
-        "beat_seconds": worker.beat_seconds,
+        **worker.described(),
         "token": token,
         **pulse.checked().fields(),
     }

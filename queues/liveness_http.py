@@ -41,14 +41,7 @@ def beat_body(worker: Announcement, pulse: Pulse) -> dict[str, Any]:
     """Return the JSON body of a beat (the API's ``workers/beat``)."""
     return {
         "id": str(worker.id),
-        "host": worker.host,
-        "pid": worker.pid,
-        "version": worker.version,
-        "handler": worker.handler,
-        "queues": list(worker.queues),
-        "concurrency": worker.concurrency,
-        "prefetch": worker.prefetch,
-        "beat_seconds": worker.beat_seconds,
+        **worker.described(),
         "done": pulse.done,
         "failed": pulse.failed,
         "holding": pulse.holding,
