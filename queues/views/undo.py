@@ -30,7 +30,11 @@ def undo_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if not undo.pending(undoable):
         messages.info(request, "Already undone: nothing is left to put back.")
         return HttpResponseRedirect(back, status=303)
-    result = undo.undo(client(), undoable, request.user)
+    try:
+        result = undo.undo(client(), undoable, request.user)
+    except ValueError as error:  # what the store refuses now (a value over a lowered limit)
+        messages.error(request, f"Cannot undo: {error}")
+        return HttpResponseRedirect(back, status=303)
     level, text = undo.outcome(undoable, result)
     # More than one request's worth: the same button goes on where this one stopped.
     tag = undo.offer_tag(undoable) if result.remaining else ""

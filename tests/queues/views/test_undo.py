@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
 from queues import bulk
 from queues.entroq import EntroQ
 from queues.models import AuditEntry, BulkRun, KeptTask, Undoable
+from queues.service import client
 from tests.queues.views.helpers import failed, html, htmx, insert, messages_of
 
 
@@ -162,3 +164,18 @@ def test_a_triage_group_deleted_is_put_back(operator: Client, dash: EntroQ) -> N
     operator.post(f"/undo/{Undoable.objects.get(run=run).pk}")
 
     assert len(dash.tasks("pay/err")) == 2
+
+
+def test_an_undo_the_store_refuses_now_is_a_message(
+    operator: Client, dash: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = insert(dash, "jobs", b"x" * 100)
+    operator.post(f"/tasks/{task.id}/delete", {"version": task.version, "confirmed": "yes"})
+    undoable = Undoable.objects.get()
+    monkeypatch.setattr(client().backend, "max_value_bytes", 10)  # the limit lowered since
+
+    undone = operator.post(f"/undo/{undoable.pk}", {"next": "/queue/jobs"}, follow=True)
+
+    assert undone.status_code == 200
+    assert messages_of(undone)[-1].startswith("Cannot undo:")
+    assert dash.tasks("jobs") == []
