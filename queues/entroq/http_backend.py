@@ -133,14 +133,6 @@ class HTTPBackend(Backend):
     def try_claim_many(self, query: ClaimQuery) -> list[Task]:
         return self._claim(query, wait=0.0)
 
-    def claim(
-        self,
-        query: ClaimQuery,
-        timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> Task:
-        return self.claim_many(dataclasses.replace(query, limit=1), timeout, stop)[0]
-
     def claim_many(
         self,
         query: ClaimQuery,

@@ -40,13 +40,12 @@ class Pause:
         """Read ``queue``, ``prefix/*`` or ``*``; raise ``ValueError`` for anything else."""
         if not isinstance(text, str):
             raise TypeError(f"a pause is a str, not {type(text).__name__}")
-        if text == EVERY_QUEUE:
-            return cls("", prefix=True)
-        if text.endswith(PREFIX_MARK):
-            name = text[:-1]  # keeps the slash: billing/* covers billing/..., not billing2
-            check_queue(name, "a paused prefix")
-            return cls(name, prefix=True)
-        return cls(check_queue(text, "a paused queue"))
+        _, prefixes = split_patterns([text])
+        if not prefixes:
+            return cls(check_queue(text, "a paused queue"))
+        if prefixes[0]:  # "" is every queue
+            check_queue(prefixes[0], "a paused prefix")
+        return cls(prefixes[0], prefix=True)
 
     def __str__(self) -> str:
         return f"{self.name}*" if self.prefix else self.name
@@ -65,7 +64,7 @@ def split_patterns(queues: Iterable[str]) -> tuple[list[str], list[str]]:
         if queue == EVERY_QUEUE:
             prefixes.append("")
         elif queue.endswith(PREFIX_MARK):
-            prefixes.append(queue[:-1])
+            prefixes.append(queue[:-1])  # keeps the slash: billing/* is not billing2
         else:
             names.append(queue)
     return names, prefixes
