@@ -8,7 +8,9 @@ and run workers with ``manage.py eqworker --django-tasks``. A ``@task`` call bec
 an EntroQ task in ``django-tasks/<queue_name>`` whose value is JSON naming the
 function and its arguments; the result ID is the EntroQ task ID. A worker runs it
 and moves it, with its ID, to ``…/done`` or ``…/err`` with the outcome, so results
-can be read from any process until pruned (``manage.py eq prune``). OPTIONS:
+can be read from any process until pruned (``manage.py eq prune``). With ``QUEUES``
+empty (any queue name), a worker serves every queue under the prefix: a claim over a
+prefix leaves out ``…/done`` and ``…/err``, so queue names may not end so. OPTIONS:
 ``QUEUE_PREFIX`` (default ``"django-tasks/"``) and ``DATABASE`` (default
 ``"default"``).
 """
@@ -25,16 +27,18 @@ from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
-from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from queues import entroq
 from queues.conf import AppSettings, app_settings
+from queues.entroq.errors import ERROR_SUFFIX
+from queues.entroq.pauses import DONE_SUFFIX, EVERY_QUEUE, is_outcome
 from queues.entroq.tasks import parse_json
 
-DONE, ERR = "/done", "/err"
+DONE, ERR = DONE_SUFFIX, ERROR_SUFFIX
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -72,6 +76,29 @@ class EntroQBackend(BaseTaskBackend):
     def queue_for(self, queue_name: str) -> str:
         """Return the EntroQ queue of the Django task queue ``queue_name``."""
         return self.prefix + queue_name
+
+    def served_queues(self) -> list[str]:
+        """Return the EntroQ queues a worker serves: those of ``QUEUES``, or, with
+        ``QUEUES`` empty (any name), every queue under the prefix.
+
+        Raise ``ValueError`` if the prefix does not end with ``/`` then: claims over a
+        prefix take whole path segments (``billing/*``).
+        """
+        if self.queues:
+            return [self.queue_for(name) for name in sorted(self.queues)]
+        if self.prefix and not self.prefix.endswith("/"):
+            raise ValueError(
+                f"QUEUE_PREFIX {self.prefix!r} does not end with '/': give QUEUES, "
+                "or a prefix that does, to serve any queue name"
+            )
+        return [self.prefix + EVERY_QUEUE]  # "django-tasks/*"
+
+    def validate_task(self, task: DjangoTask[..., Any]) -> None:
+        super().validate_task(task)
+        if is_outcome(self.queue_for(task.queue_name)):
+            # It would read as the results of another queue, and no worker serving
+            # the prefix would claim it.
+            raise InvalidTask(f"Queue {task.queue_name!r} ends like a queue of results.")
 
     # Enqueueing and results (any process).
 

@@ -1,7 +1,8 @@
 """Queue patterns, and paused queues: claims skip them, and everything else goes on.
 
 Claims and pauses name one queue (``billing/invoices``), every queue under a prefix
-(``billing/*``, which covers queues created later too) or every queue (``*``). While a
+(``billing/*``, which covers queues created later too) or every queue (``*``); a claim
+over a prefix leaves out the outcome queues under it (``…/err``, ``…/done``). While a
 queue is paused no claim takes its tasks, on any backend; inserts, listings, changes
 and deletions go on as before. Resuming wakes the claims that wait on it at once.
 """
@@ -12,11 +13,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .errors import ERROR_SUFFIX
 from .tasks import check_queue
 
 # A pause of every queue under a prefix ends so; ``*`` alone pauses every queue.
 PREFIX_MARK = "/*"
 EVERY_QUEUE = "*"
+# Where workers put what they finished: failures (``billing/charge/err``) and results
+# (``django-tasks/default/done``). A claim over a prefix leaves them out, or a worker
+# on ``billing/*`` would claim its own failures again, and a ``django.tasks`` runner
+# its results; to claim from one, name it.
+DONE_SUFFIX = "/done"
+OUTCOME_SUFFIXES = (ERROR_SUFFIX, DONE_SUFFIX)
 # A wake-up for this name, which no queue has, wakes every waiting claim (a resume).
 EVERY_QUEUE_NOTE = ""
 # A claim names at most this many prefixes: each is a search of the index in its
@@ -68,6 +76,11 @@ def split_patterns(queues: Iterable[str]) -> tuple[list[str], list[str]]:
         else:
             names.append(queue)
     return names, prefixes
+
+
+def is_outcome(queue: str) -> bool:
+    """Return whether ``queue`` holds finished work, which claims over a prefix leave out."""
+    return queue.endswith(OUTCOME_SUFFIXES)
 
 
 def check_claim_patterns(queues: Iterable[str]) -> None:

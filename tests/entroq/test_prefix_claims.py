@@ -30,6 +30,16 @@ def test_a_prefix_claim_takes_fairly_from_every_queue_under_it(eq: EntroQ) -> No
     assert Counter(t.queue for t in batch) == {"jobs/a": 2, "jobs/b": 2, "jobs/c": 2}
 
 
+def test_a_prefix_claim_leaves_out_the_outcome_queues_under_it(eq: EntroQ) -> None:
+    fill(eq, "jobs/a/err", "jobs/a/done", "jobs/b/errand", "jobs/c/done-soon")
+
+    batch = eq.try_claim_many("jobs/*", limit=10, duration=60)
+
+    assert sorted(t.queue for t in batch) == ["jobs/b/errand", "jobs/c/done-soon"]
+    assert eq.try_claim("*") is None, "every queue but the outcome queues is empty"
+    assert eq.try_claim("jobs/a/err") is not None, "named, an outcome queue is claimed"
+
+
 def test_names_and_prefixes_mix_and_every_queue_is_star(eq: EntroQ) -> None:
     fill(eq, "mail/out", "web")
 

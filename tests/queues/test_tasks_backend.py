@@ -15,7 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.tasks import TaskResultStatus, default_task_backend, task_backends
-from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -279,6 +279,61 @@ def test_django_tasks_mode_takes_its_own_arguments() -> None:
         call_command("eqworker", "--django-tasks", "--queue", "x")
     with pytest.raises(CommandError, match="--handler and --queue, or --django-tasks"):
         call_command("eqworker")
+
+
+ANY_QUEUE_NAME = override_settings(
+    TASKS={"default": {"BACKEND": "queues.tasks_backend.EntroQBackend", "QUEUES": []}}
+)
+
+
+@ANY_QUEUE_NAME
+def test_with_queues_empty_a_worker_serves_every_queue_under_the_prefix(eq: EntroQ) -> None:
+    results = [
+        tasks.add.using(queue_name=name).enqueue(i, 1)
+        for i, name in enumerate(["default", "reports", "mail/slow", "donezo"])
+    ]
+    [old_result], _ = eq.modify(  # a result kept before: not a task to run again
+        entroq.inserting_into(
+            "django-tasks/reports/done",
+            value=b'{"task": "tests.tasks.fail", "args": ["ran again"], "kwargs": {}}',
+        )
+    )
+
+    work_off()
+
+    assert [tasks.add.get_result(r.id).return_value for r in results] == [1, 2, 3, 4]
+    [kept] = eq.tasks("django-tasks/reports/done", ids=[old_result.id])
+    assert kept.version == old_result.version, "results are never claimed"
+    assert eq.queues(match_prefix="django-tasks/") == {
+        "django-tasks/default/done": 1,
+        "django-tasks/reports/done": 2,
+        "django-tasks/mail/slow/done": 1,
+        "django-tasks/donezo/done": 1,
+    }
+
+
+@ANY_QUEUE_NAME
+def test_with_queues_empty_a_queue_name_that_reads_as_results_is_refused() -> None:
+    for name in ("x/done", "x/err", "done/x/err", "err"):
+        with pytest.raises(InvalidTask, match="ends like a queue of results"):
+            tasks.add.using(queue_name=name).enqueue(1, 1)
+    tasks.add.using(queue_name="x/errands").enqueue(1, 1)
+
+
+def test_with_queues_empty_a_prefix_without_a_slash_is_refused() -> None:
+    with (
+        override_settings(
+            TASKS={
+                "default": {
+                    "BACKEND": "queues.tasks_backend.EntroQBackend",
+                    "QUEUES": [],
+                    "OPTIONS": {"QUEUE_PREFIX": "tasks-"},
+                }
+            }
+        ),
+        pytest.raises(CommandError, match="does not end with '/'"),
+    ):
+        work_off()
 
 
 def test_a_task_that_cannot_be_run_fails_without_stopping_the_worker(eq: EntroQ) -> None:

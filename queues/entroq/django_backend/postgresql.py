@@ -28,7 +28,7 @@ from ..backend import CLAIM_CANDIDATES, ClaimQuery, Notifier
 from ..errors import DependencyError
 from ..kinds import error_kind
 from ..modify import TaskChange
-from ..pauses import split_patterns
+from ..pauses import OUTCOME_SUFFIXES, split_patterns
 from ..tasks import Task, TaskData, TaskID
 from .base import Dialect, notifier_for
 from .sql import (
@@ -100,6 +100,11 @@ _UNDER_SCANNED = (
     + ")"
 )
 
+# A claim over a prefix leaves out the outcome queues under it (see ``is_outcome``).
+_NOT_OUTCOME = " AND ".join(
+    f"right(name, {len(suffix)}) <> '{suffix}'" for suffix in OUTCOME_SUFFIXES
+)
+
 
 @functools.lru_cache(maxsize=256)  # shapes vary with what clients send: keep the used
 def claim_statement(queues: int, limit: int = 1, prefixes: tuple[bool | None, ...] = ()) -> str:
@@ -132,7 +137,7 @@ def named_queues(queues: int, prefixes: tuple[bool | None, ...]) -> str:
         else:
             below = f"AND queue < %(hi{i})s" if ranged else ""
             parts.append(_UNDER.format(i=i, below=below))
-        selects.append(f"SELECT name FROM under{i} WHERE name IS NOT NULL")
+        selects.append(f"SELECT name FROM under{i} WHERE name IS NOT NULL AND {_NOT_OUTCOME}")
     parts.append(f"named(name) AS ({' UNION '.join(selects)})")
     return ", ".join(parts)
 

@@ -50,7 +50,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queue-name",
             action="append",
-            help="with --django-tasks: a task queue name (repeat; default: the backend's)",
+            help=(
+                "with --django-tasks: a task queue name (repeat; default: the backend's "
+                "QUEUES, or every queue under its prefix when QUEUES is empty)"
+            ),
         )
         parser.add_argument("--lease", type=float, default=30.0, help="seconds (default 30)")
         parser.add_argument(
@@ -278,11 +281,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if not isinstance(backend, EntroQBackend):
             raise CommandError(f"TASKS[{options['backend']!r}] is not an EntroQBackend")
-        names = options["queue_name"] or sorted(backend.queues)
-        if not names:
-            raise CommandError(f"TASKS[{options['backend']!r}] has no QUEUES; give --queue-name")
+        try:
+            queues = [backend.queue_for(name) for name in options["queue_name"] or ()] or (
+                backend.served_queues()
+            )
+        except ValueError as exc:
+            raise CommandError(f"TASKS[{options['backend']!r}]: {exc}") from exc
         options["handler"] = f"django.tasks on {options['backend']!r}"
-        return backend.run, [backend.queue_for(name) for name in names], backend.client
+        return backend.run, queues, backend.client
 
     def _install_signal_handlers(self, stop: threading.Event) -> dict[int, Any]:
         """Make SIGTERM and SIGINT stop claiming; return the handlers they replace."""
