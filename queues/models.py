@@ -354,8 +354,17 @@ class Undoable(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     username = models.CharField(max_length=150)
-    # "delete" or "move".
+    # "delete", "move" or "retry".
     action = models.CharField(max_length=20)
+    # Whether it acted on tasks that others held: undoing it needs the force permission.
+    forced = models.BooleanField(default=False)
+    # The longest prefix of every queue it touched (deleted from, moved from or to): a
+    # token may undo it only with a grant over all of it.
+    scope = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    # How many of its tasks are still kept to put back, and their values' bytes (kept
+    # here so that summaries never count the kept rows).
+    left = models.BigIntegerField(default=0)
+    left_bytes = models.BigIntegerField(default=0)
     # The audit entry that offers the undo (of a bulk run, the entry of its end).
     entry = models.OneToOneField(
         AuditEntry, null=True, on_delete=models.SET_NULL, related_name="undo"
@@ -391,8 +400,12 @@ class KeptTask(models.Model):
     # Of a deletion, the version deleted; of a move, the version the move made, which
     # an undo must still find.
     version = models.IntegerField(default=0)
-    # The destination of a move; "" for a deletion.
+    # The destination of a move, or of a retry's task; "" for a deletion.
     moved_to = models.CharField(max_length=MAX_QUEUE_LENGTH, blank=True)
+    # Of a retry: the task that replaced this error-queue task (kept like a deletion),
+    # at the version the retry inserted, which an undo must still find.
+    replaced_by = models.UUIDField(null=True)
+    replaced_version = models.IntegerField(default=0)
     value = models.BinaryField(default=b"")
     size = models.BigIntegerField(default=0)
     attempt = models.IntegerField(default=0)

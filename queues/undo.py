@@ -1,15 +1,18 @@
-"""Undo: what operators delete or move is kept for a while, so that it can be put back.
+"""Undo: what operators delete, move or retry is kept for a while, so that it can be
+put back.
 
 An operator's delete (from the dashboard, a bulk run, error triage or ``manage.py eq
-rm/clear``) or move goes through ``Keeping``, a client that, in the same transaction
-as each modification, writes what it deleted (ID, queue, value, attempt, err, claims)
-or moved (ID, the version the move made, the queue it came from) as ``KeptTask`` rows
-of one ``Undoable``. Workers use the plain client: finishing a task costs what it did.
+rm/clear``), move or retry goes through ``Keeping``, a client that, in the same
+transaction as each modification, writes what it deleted (ID, queue, value, attempt,
+err, claims; of a retry, also the task that replaced it) or moved (ID, the version the
+move made, the queue it came from) as ``KeptTask`` rows of one ``Undoable``, which
+counts them. Workers use the plain client: finishing a task costs what it did.
 
 ``undo`` puts deleted tasks back with their original IDs and values (a task whose ID
-has been taken again is a conflict, left out) and moves moved tasks back when they
-have not changed since, a chunk at a time; a call does at most ``limit`` tasks, so
-no request runs long, and says how many remain.
+has been taken again is a conflict, left out), moves moved tasks back, and takes back
+retried tasks for their error-queue tasks, when they have not changed since; a chunk
+at a time, bounded in tasks and bytes. A call does at most ``limit`` tasks, so no
+request runs long, and says how many remain.
 
 Kept rows are pruned ``KEEP_DELETED_SECONDS`` after the action by the bulk-run worker:
 keeping a deletion schedules one carrier task, ``PRUNE_TASK_ID`` in the bulk queue,
@@ -19,6 +22,7 @@ which reschedules itself while anything is kept.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +31,7 @@ from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from queues import audit
@@ -40,6 +44,7 @@ from queues.entroq import (
     Task,
     TaskData,
     TaskID,
+    deleting,
     inserting,
     inserting_into,
     new_modification,
@@ -48,8 +53,11 @@ from queues.entroq import (
 from queues.models import AuditEntry, BulkRun, KeptTask, Undoable
 
 # The actions whose changes are kept.
-UNDOABLE_ACTIONS = ("delete", "move")
+UNDOABLE_ACTIONS = ("delete", "move", "retry")
 CHUNK = ops.CHUNK
+# The most value bytes one statement writes or reads when keeping or putting back:
+# a chunk of large values stays far from what a statement may carry.
+CHUNK_BYTES = 64 << 20
 # The most tasks one call of ``undo`` puts back: a request stays short, whatever the
 # size of the bulk run undone; the command line calls it until nothing remains.
 UNDO_PER_CALL = 10 * CHUNK
@@ -94,31 +102,30 @@ class Keeping(EntroQ):
         mod = new_modification(claimant, *args)
         with transaction.atomic():
             inserted, changed = super().modify(*args, claimant=claimant)
-            rows = [self._deleted(deleted) for deleted in mod.deletes]
+            replacements = {task.id: task for task in inserted}
+            rows = [self._deleted(deleted, replacements) for deleted in mod.deletes]
             rows += [
                 self._moved(task)
                 for task in changed
                 if task.id in self._seen and task.queue != self._seen[task.id].queue
             ]
             if rows:
-                if self.undoable.pk is None:
-                    self.undoable.save()
-                for row in rows:
-                    row.undoable = self.undoable
-                KeptTask.objects.bulk_create(rows)
-            if rows and not self._pruning_scheduled:  # kept moves are pruned too
-                self._schedule_pruning()
+                self._count(rows)
+                for group in by_bytes(rows, lambda row: row.size):
+                    KeptTask.objects.bulk_create(group)
+                if not self._pruning_scheduled:  # kept moves are pruned too
+                    self._schedule_pruning()
         self.kept += len(rows)
         # What is done is no longer needed: a clear of millions keeps a chunk in memory.
         for done in [*(d.id for d in mod.deletes), *(t.id for t in changed)]:
             self._seen.pop(done, None)
         return inserted, changed
 
-    def _deleted(self, deleted: TaskID) -> KeptTask:
+    def _deleted(self, deleted: TaskID, replacements: dict[uuid.UUID, Task]) -> KeptTask:
         task = self._seen.get(deleted.id)
         if task is None:
             raise ValueError(f"task {deleted.id} was not listed before its deletion: cannot keep")
-        return KeptTask(
+        kept = KeptTask(
             task_id=task.id,
             queue=task.queue,
             version=task.version,
@@ -128,14 +135,44 @@ class Keeping(EntroQ):
             err=task.err,
             claims=task.claims,
         )
+        # A retry deletes an error-queue task and inserts the task it records.
+        record = ops.error_record(task) if replacements else None
+        replacement = replacements.get(record.task.id) if record is not None else None
+        if replacement is not None:
+            kept.replaced_by, kept.replaced_version = replacement.id, replacement.version
+            kept.moved_to = replacement.queue
+        return kept
 
     def _moved(self, task: Task) -> KeptTask:
+        before = self._seen[task.id]
         return KeptTask(
             task_id=task.id,
-            queue=self._seen[task.id].queue,
+            queue=before.queue,
             version=task.version,
             moved_to=task.queue,
+            attempt=before.attempt,
+            err=before.err,
         )
+
+    def _count(self, rows: list[KeptTask]) -> None:
+        """Save the undoable action with ``rows`` counted in, and give them to it."""
+        queues = [q for row in rows for q in (row.queue, row.moved_to) if q]
+        undoable = self.undoable
+        if undoable.pk is None:
+            undoable.scope = common_prefix(queues)
+        else:
+            # Locked: the executors of a bulk run keep into one undoable action at once.
+            current = Undoable.objects.select_for_update().get(pk=undoable.pk)
+            undoable.scope = common_prefix([current.scope, *queues])
+            undoable.left, undoable.left_bytes = current.left, current.left_bytes
+        undoable.left += len(rows)
+        undoable.left_bytes += sum(row.size for row in rows)
+        if undoable.pk is None:
+            undoable.save()
+        else:
+            undoable.save(update_fields=["scope", "left", "left_bytes"])
+        for row in rows:
+            row.undoable = undoable
 
     def _schedule_pruning(self) -> None:
         # The bulk-run worker claims it when the oldest kept deletion is due; when
@@ -169,15 +206,18 @@ def begin(
     user: AbstractBaseUser | AnonymousUser | None = None,
     *,
     username: str = "",
+    forced: bool = False,
 ) -> Keeping | None:
-    """Return a client that keeps what ``action`` deletes or moves, or None when
-    nothing is kept (keeping is off, or the action is not undoable)."""
+    """Return a client that keeps what ``action`` deletes or moves (``forced``: on
+    tasks that others held), or None when nothing is kept (keeping is off, or the
+    action is not undoable)."""
     if action not in UNDOABLE_ACTIONS or not keep_seconds():
         return None
     undoable = Undoable(
         user_id=user.pk if user is not None and user.is_authenticated else None,
         username=username or (user.get_username() if user is not None else ""),
         action=action,
+        forced=forced,
     )
     return Keeping(eq, undoable)
 
@@ -231,7 +271,32 @@ class UndoResult:
 
 def pending(undoable: Undoable) -> int:
     """Return how many of the tasks of ``undoable`` an undo would still put back."""
-    return undoable.tasks.filter(state=KeptTask.State.KEPT).count()
+    return Undoable.objects.filter(pk=undoable.pk).values_list("left", flat=True).first() or 0
+
+
+def common_prefix(names: list[str]) -> str:
+    """Return the longest text every one of ``names`` starts with."""
+    if not names:
+        return ""
+    low, high = min(names), max(names)  # what these two share, all the others share
+    size = 0
+    while size < len(low) and low[size] == high[size]:
+        size += 1
+    return low[:size]
+
+
+def by_bytes[Row](rows: list[Row], size: Callable[[Row], int]) -> Iterator[list[Row]]:
+    """Yield ``rows`` in groups of at most ``CHUNK_BYTES`` (but one row at least)."""
+    group: list[Row] = []
+    total = 0
+    for row in rows:
+        if group and total + size(row) > CHUNK_BYTES:
+            yield group
+            group, total = [], 0
+        group.append(row)
+        total += size(row)
+    if group:
+        yield group
 
 
 def refusal(undoable: Undoable) -> str:
@@ -260,16 +325,23 @@ def undo(
         raise ValueError(why)
     result = UndoResult()
     while len(result.done) + len(result.conflicts) < limit:
+        room = min(CHUNK, limit - len(result.done) - len(result.conflicts))
         with transaction.atomic():
             # Locked, so that two undos of one action never both put a task back.
-            rows = list(
+            sizes = list(
                 KeptTask.objects.select_for_update()
                 .filter(undoable=undoable, state=KeptTask.State.KEPT)
-                .order_by("pk")[: min(CHUNK, limit - len(result.done) - len(result.conflicts))]
+                .order_by("pk")
+                .values_list("pk", "size")[:room]
             )
-            if not rows:
+            if not sizes:
                 break
+            first = next(by_bytes(sizes, lambda pair: pair[1]))
+            rows = list(KeptTask.objects.filter(pk__in=[pk for pk, _ in first]).order_by("pk"))
             _put_back(eq, rows, result)
+            Undoable.objects.filter(pk=undoable.pk).update(
+                left=F("left") - len(rows), left_bytes=F("left_bytes") - sum(r.size for r in rows)
+            )
     result.remaining = pending(undoable)
     who = username or (user.get_username() if user is not None else "")
     Undoable.objects.filter(pk=undoable.pk).update(undone=timezone.now(), undone_by=who)
@@ -286,12 +358,15 @@ def undo(
 
 def _put_back(eq: EntroQ, rows: list[KeptTask], result: UndoResult) -> None:
     deleted = [row for row in rows if not row.moved_to]
-    moved = [row for row in rows if row.moved_to]
+    moved = [row for row in rows if row.moved_to and row.replaced_by is None]
+    retried = [row for row in rows if row.replaced_by is not None]
     left: dict[uuid.UUID, str] = {}
     if deleted:
         left.update(_insert_again(eq, deleted))
     if moved:
         left.update(_move_back(eq, moved))
+    if retried:
+        left.update(_unretry(eq, retried))
     for row in rows:
         result.queues.add(row.queue)
         row.detail = left.get(row.task_id, "")
@@ -348,6 +423,35 @@ def _move_back(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
     return left
 
 
+def _unretry(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
+    """Take back the tasks a retry inserted and put its error-queue tasks back, each
+    pair only if the retried task is unchanged since; return those left, and why."""
+
+    def swap(row: KeptTask) -> list[ModifyArg]:
+        assert row.replaced_by is not None  # only retries are unretried
+        again = TaskData(
+            row.queue, bytes(row.value), id=row.task_id, attempt=row.attempt, err=row.err
+        )
+        return [deleting(row.replaced_by, row.replaced_version), inserting(again)]
+
+    try:
+        eq.modify(*(arg for row in rows for arg in swap(row)))
+        return {}
+    except DependencyError:
+        pass  # one by one, to say which
+    left: dict[uuid.UUID, str] = {}
+    for row in rows:
+        try:
+            eq.modify(*swap(row))
+        except DependencyError as error:
+            left[row.task_id] = (
+                TAKEN_AGAIN
+                if error.inserts
+                else f"its retried task {row.replaced_by} has run or changed since"
+            )
+    return left
+
+
 # Pruning and counting.
 
 
@@ -389,12 +493,16 @@ class KeptSummary:
 
 def kept_summary() -> KeptSummary:
     """Return how much is kept for undo now."""
-    kept = KeptTask.objects.filter(state=KeptTask.State.KEPT)
-    deleted = kept.filter(moved_to="").aggregate(n=Count("pk"), size=Sum("size"))
+    deletions = Q(action="delete")
+    totals = Undoable.objects.aggregate(
+        deleted=Sum("left", filter=deletions),
+        bytes=Sum("left_bytes"),
+        moved=Sum("left", filter=~deletions),
+    )
     return KeptSummary(
-        deleted=deleted["n"],
-        bytes=deleted["size"] or 0,
-        moved=kept.exclude(moved_to="").count(),
+        deleted=totals["deleted"] or 0,
+        bytes=totals["bytes"] or 0,
+        moved=totals["moved"] or 0,
         hours=keep_seconds() / 3600,
     )
 
@@ -402,20 +510,20 @@ def kept_summary() -> KeptSummary:
 def pending_by_entry(entry_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Return, for each of the audit entries that offers an undo, its undoable
     action's ID and how many of its tasks are still to put back."""
-    rows = (
-        KeptTask.objects.filter(undoable__entry__in=entry_ids, state=KeptTask.State.KEPT)
-        .values_list("undoable__entry", "undoable")
-        .annotate(n=Count("pk"))
-        .order_by()
+    rows = Undoable.objects.filter(entry__in=entry_ids, left__gt=0).values_list(
+        "entry", "pk", "left"
     )
-    return {entry: (undoable, n) for entry, undoable, n in rows}
+    return {entry: (undoable, left) for entry, undoable, left in rows}
 
 
 def outcome(undoable: Undoable, result: UndoResult) -> tuple[int, str]:
     """Return the message level and text that say what came of an undo."""
     done = len(result.done)
-    verb = "Moved back" if undoable.action == "move" else "Put back"
-    text = f"{verb} {done} task{'' if done == 1 else 's'}."
+    tasks = f"{done} task{'' if done == 1 else 's'}"
+    text = {
+        "move": f"Moved back {tasks}.",
+        "retry": f"Returned {tasks} to the error queue, taking back the retry.",
+    }.get(undoable.action, f"Put back {tasks}.")
     level = messages.SUCCESS
     if result.conflicts:
         reasons = "; ".join(f"{item.id}: {why}" for item, why in result.conflicts[:5])
@@ -432,11 +540,6 @@ def outcome(undoable: Undoable, result: UndoResult) -> tuple[int, str]:
 
 def recent(limit: int = 50) -> list[tuple[Undoable, int]]:
     """Return the latest undoable actions, each with how many tasks it would still put back."""
-    found = list(Undoable.objects.select_related("entry")[:limit])
-    counts = dict(
-        KeptTask.objects.filter(undoable__in=found, state=KeptTask.State.KEPT)
-        .values_list("undoable")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    return [(undoable, counts.get(undoable.pk, 0)) for undoable in found]
+    return [
+        (undoable, undoable.left) for undoable in Undoable.objects.select_related("entry")[:limit]
+    ]

@@ -111,8 +111,8 @@ def run_action(
         why = f"force needs the {codename(FORCE)} permission"
         audit.refused(request.user, action, items, why)
         raise PermissionDenied("Acting on tasks that others hold needs the force permission.")
-    # A delete or a move keeps what it changes, so that it can be undone.
-    keeping = undo.begin(client(), action, request.user)
+    # A delete, a move or a retry keeps what it changes, so that it can be undone.
+    keeping = undo.begin(client(), action, request.user, forced=force)
     try:
         result = ops.apply_to_versions(
             keeping or client(),

@@ -5,12 +5,14 @@ are ``queues.undo``'s."""
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from queues import undo
+from queues import audit, undo
+from queues.actions import UNDO
 from queues.models import Undoable
-from queues.permissions import OPERATE, VIEW
+from queues.permissions import FORCE, OPERATE, VIEW, codename
 from queues.service import client
 from queues.views.base import HtmxHttpRequest, dashboard_view, next_url
 
@@ -23,6 +25,10 @@ def undo_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if undoable is None:
         hours = f"{undo.keep_seconds() / 3600:g}"
         raise Http404(f"Nothing to undo: what was deleted is kept for {hours} hours.")
+    if undoable.forced and not request.user.has_perm(FORCE):
+        # Its tasks were held: putting them back may run them twice, as forcing might.
+        audit.refused(request.user, UNDO, [], f"undo #{pk} needs the {codename(FORCE)} permission")
+        raise PermissionDenied("Undoing an action on tasks that others held needs force.")
     why = undo.refusal(undoable)
     if why:
         messages.warning(request, f"Cannot undo yet: {why}.")

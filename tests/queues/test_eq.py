@@ -183,13 +183,19 @@ def test_retry_puts_error_tasks_back_with_their_original_ids(eq: EntroQ) -> None
 
     run("retry", "inbox/err", "--id", str(one.id))
     assert len(eq.tasks("inbox/err")) == 2
-    printed, _ = run("retry", "inbox/err", "--all")
+    printed, said = run("retry", "inbox/err", "--all")
 
     assert printed.strip() == "retried 2, conflicts 0"
     back = {t.id: t for t in eq.tasks("inbox")}
     assert back.keys() == {t.id for t in originals}
     assert {t.value for t in back.values()} == {b"0", b"1", b"2"}
-    assert eq.queues() == {"inbox": 3}
+    assert task_queues(eq) == {"inbox": 3}
+
+    # The retry is kept: undoing it takes the retried tasks back to the error queue.
+    undo_id = said.split("manage.py eq undo ")[1].split()[0]
+    printed, _ = run("undo", undo_id)
+    assert printed.strip() == "put back 2, conflicts 0"
+    assert task_queues(eq) == {"inbox": 1, "inbox/err": 2}
     with pytest.raises(CommandError, match="--id"):
         run("retry", "inbox/err")
 

@@ -14,7 +14,16 @@ from pytest_django.fixtures import Settings
 
 from queues import bulk, undo
 from queues.conf import AppSettings
-from queues.entroq import EntroQ, Task, TaskID, inserting_into, ops
+from queues.entroq import (
+    EntroQ,
+    ErrorTaskValue,
+    ModifyArg,
+    MoveTaskError,
+    Task,
+    TaskID,
+    inserting_into,
+    ops,
+)
 from queues.models import AuditEntry, BulkRun, KeptTask, Undoable
 from queues.service import client
 
@@ -266,3 +275,94 @@ def test_eq_rm_and_clear_are_kept_audited_and_undone_from_the_command_line(eq: E
     assert "undone already" in again
     with pytest.raises(Exception, match="nothing to undo as #999999"):
         run("undo", "999999")
+
+
+def fail_into_error_queue(eq: EntroQ, queue: str, count: int) -> list[Task]:
+    """Insert ``count`` tasks into ``queue`` and have a worker fail each into its error queue."""
+    originals, _ = eq.modify(*(inserting_into(queue, value=b"%d" % n) for n in range(count)))
+
+    def fail(task: Task) -> list[ModifyArg]:
+        raise MoveTaskError("broken")
+
+    eq.new_worker(queue).run(fail, until_empty=True)
+    return originals
+
+
+def test_a_retry_is_undone_by_returning_unchanged_tasks_to_the_error_queue(eq: EntroQ) -> None:
+    fail_into_error_queue(eq, "mail", 3)
+    failed = eq.tasks("mail/err")
+    keeping = undo.begin(eq, "retry", username="tester")
+    assert keeping is not None
+    retried = ops.apply_to_versions(
+        keeping, [t.id_version() for t in failed], ops.retry, values=True
+    )
+    assert len(retried.done) == 3
+    undoable = keeping.finish()
+    assert undoable is not None
+    assert (undoable.left, undoable.scope) == (3, "mail")
+    [running, *_] = eq.tasks("mail")
+    eq.modify(running.as_change(value=b"a worker got to it"))
+
+    result = undo.undo(eq, undoable)
+
+    assert [item.id for item, _ in result.conflicts] == [
+        e.id for e in failed if ErrorTaskValue.from_json(e.value).task.id == running.id
+    ]
+    assert "has run or changed since" in result.conflicts[0][1]
+    assert len(result.done) == 2
+    assert eq.queues(match_prefix="mail") == {"mail": 1, "mail/err": 2}
+    back = eq.tasks("mail/err")
+    assert {t.id for t in back} <= {t.id for t in failed}, "with their own IDs"
+    assert {t.value for t in back} <= {t.value for t in failed}
+    assert undo.outcome(undoable, result)[1].startswith("Returned 2 tasks to the error queue")
+
+
+def test_counts_and_scope_follow_what_is_kept_and_put_back(eq: EntroQ) -> None:
+    tasks = [insert(eq, "billing/a", b"12345"), insert(eq, "billing/b", b"678")]
+    undoable = delete_kept(eq, tasks)
+    assert (undoable.left, undoable.left_bytes, undoable.scope) == (2, 8, "billing/")
+    assert undo.recent() == [(undoable, 2)]
+
+    undo.undo(eq, undoable, limit=1)
+
+    undoable.refresh_from_db()
+    [back] = eq.tasks(ids=[t.id for t in tasks])
+    assert (undoable.left, undoable.left_bytes) == (1, 8 - len(back.value))
+    assert undo.kept_summary().deleted == 1
+    assert undo.pending(undoable) == 1
+
+
+def test_values_are_put_back_a_bounded_number_of_bytes_at_a_time(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = [insert(eq, value=bytes(100)) for _ in range(5)]
+    undoable = delete_kept(eq, tasks)
+    monkeypatch.setattr(undo, "CHUNK_BYTES", 250)
+    chunks: list[int] = []
+    put_back = undo._put_back
+
+    def counted(eq: EntroQ, rows: list[KeptTask], result: undo.UndoResult) -> None:
+        chunks.append(len(rows))
+        put_back(eq, rows, result)
+
+    monkeypatch.setattr(undo, "_put_back", counted)
+
+    result = undo.undo(eq, undoable)
+
+    assert (len(result.done), result.remaining) == (5, 0)
+    assert chunks == [2, 2, 1]
+    assert len(eq.tasks("jobs")) == 5
+
+
+def test_by_bytes_groups_rows_under_the_bound_and_never_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(undo, "CHUNK_BYTES", 10)
+    assert list(undo.by_bytes([4, 4, 4, 30, 1], lambda n: n)) == [[4, 4], [4], [30], [1]]
+    assert list(undo.by_bytes([], lambda n: n)) == []
+
+
+def test_common_prefix() -> None:
+    assert undo.common_prefix(["billing/a", "billing/b/err", "billing/"]) == "billing/"
+    assert undo.common_prefix(["a", "b"]) == ""
+    assert undo.common_prefix(["only"]) == "only"

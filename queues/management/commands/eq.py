@@ -124,10 +124,10 @@ class Command(BaseCommand):
 
         verb("time", "the queue's clock")
 
-        undo_verb = verb("undo", "put back what an operator deleted, or move back what they moved")
+        undo_verb = verb("undo", "put back what an operator deleted, moved or retried")
         undo_verb.add_argument("id", type=int, help="the undoable action's number (see kept)")
 
-        kept = verb("kept", "the latest deletions and moves kept for undo")
+        kept = verb("kept", "the latest deletions, moves and retries kept for undo")
         kept.add_argument("--limit", type=int, default=50)
 
         pause = verb("pause", "stop claims from queues (prefix/* for every queue under it)")
@@ -289,7 +289,7 @@ class Command(BaseCommand):
         self._json(task_to_json_dict(task))
 
     def do_rm(self, eq: EntroQ, options: dict[str, Any]) -> None:
-        keeping = undo.begin(eq, "delete", username=audit.command_line_user())
+        keeping = self._keeping(eq, "delete", options)
         task = self._one(keeping or eq, options["id"], values=keeping is not None)
         (keeping or eq).modify(task.as_deletion(), claimant=self._as(task, options))
         self.stdout.write(f"deleted {task.id}:{task.version}")
@@ -318,7 +318,7 @@ class Command(BaseCommand):
             return
         if not options["yes"]:
             self._confirm(f"Delete all {size} tasks of {queue}?")
-        keeping = undo.begin(eq, "delete", username=audit.command_line_user())
+        keeping = self._keeping(eq, "delete", options)
         result = ops.apply_each(
             keeping or eq,
             ops.walk(keeping or eq, queue, values=keeping is not None),
@@ -334,15 +334,20 @@ class Command(BaseCommand):
         if bool(ids) == options["all"]:
             raise CommandError("give --id (repeatable) or --all")
         tasks: Iterable[Task]
+        keeping = self._keeping(eq, "retry", options)
+        source = keeping or eq
         if ids:
-            listed = eq.tasks(queue, ids=ids)
+            listed = source.tasks(queue, ids=ids)
             missing = set(ids) - {t.id for t in listed}
             if missing:
                 raise CommandError(f"not in {queue}: {', '.join(map(str, sorted(missing)))}")
             tasks, size = listed, len(listed)
         else:
-            tasks, size = ops.walk(eq, queue), eq.queues(match_exact=queue).get(queue, 0)
-        result = ops.apply_each(eq, tasks, ops.retrying, progress=self._progress("retried", size))
+            tasks, size = ops.walk(source, queue), eq.queues(match_exact=queue).get(queue, 0)
+        result = ops.apply_each(
+            source, tasks, ops.retrying, progress=self._progress("retried", size)
+        )
+        self._audit("retry", result, keeping, queue=queue)
         self._report("retried", result)
 
     def do_prune(self, eq: EntroQ, options: dict[str, Any]) -> None:
@@ -396,6 +401,11 @@ class Command(BaseCommand):
         )
 
     # Helpers.
+
+    def _keeping(self, eq: EntroQ, action: str, options: dict[str, Any]) -> undo.Keeping | None:
+        """Return a client that keeps what ``action`` changes for undo, if it is kept."""
+        forced = bool(options.get("force"))
+        return undo.begin(eq, action, username=audit.command_line_user(), forced=forced)
 
     def _audit(
         self,

@@ -179,3 +179,40 @@ def test_an_undo_the_store_refuses_now_is_a_message(
     assert undone.status_code == 200
     assert messages_of(undone)[-1].startswith("Cannot undo:")
     assert dash.tasks("jobs") == []
+
+
+def test_a_retry_from_the_task_page_is_undone_from_its_message(
+    operator: Client, dash: EntroQ
+) -> None:
+    original, error_task = failed(dash, "mail")
+
+    retried = operator.post(
+        f"/tasks/{error_task.id}/retry", {"version": error_task.version}, follow=True
+    )
+    assert [t.id for t in dash.tasks("mail")] == [original.id]
+
+    undone = operator.post(undo_url(retried), {"next": "/queue/mail"}, follow=True)
+
+    assert messages_of(undone) == ["Returned 1 task to the error queue, taking back the retry."]
+    assert dash.tasks("mail") == []
+    [back] = dash.tasks("mail/err")
+    assert (back.id, back.value) == (error_task.id, error_task.value)
+
+
+def test_undoing_a_forced_delete_needs_the_force_permission(
+    operator: Client, supervisor: Client, dash: EntroQ, worker: EntroQ
+) -> None:
+    insert(dash, "h")
+    held = worker.try_claim("h", duration=60)
+    assert held is not None
+    supervisor.post(
+        f"/tasks/{held.id}/delete", {"version": held.version, "confirmed": "yes", "force": "on"}
+    )
+    undoable = Undoable.objects.get()
+    assert undoable.forced
+
+    assert operator.post(f"/undo/{undoable.pk}").status_code == 403
+    assert dash.tasks("h") == []
+    assert AuditEntry.objects.filter(action="undo", outcome="refused").count() == 1
+    supervisor.post(f"/undo/{undoable.pk}")
+    assert [t.id for t in dash.tasks("h")] == [held.id]
