@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from queues import api, api_pauses, api_workers
+from queues import api, api_pauses, api_undo, api_workers
 
 urlpatterns = [
     path("claim", api.claim, name="api-claim"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("pause", api_pauses.pause, name="api-pause"),
     path("resume", api_pauses.resume, name="api-resume"),
     path("paused", api_pauses.paused, name="api-paused"),
+    path("undoable", api_undo.undoable, name="api-undoable"),
+    path("undo", api_undo.undo_action, name="api-undo"),
     path("openapi.json", api.schema, name="api-openapi"),
     path("workers", api_workers.workers, name="api-workers"),
     path("workers/beat", api_workers.beat, name="api-worker-beat"),

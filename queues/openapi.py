@@ -228,6 +228,7 @@ def failures(*statuses: int) -> JSON:
         400: "Bad input; the message names the field",
         401: "No valid token",
         403: "The token may not act on a queue involved",
+        404: "No such thing, or none the token may see",
         409: "The modification cannot proceed; every problem is listed",
         413: "The body is too large",
         503: "The task store is unavailable (see Retry-After)",
@@ -455,6 +456,74 @@ PAUSE_PATHS: JSON = {
     },
 }
 
+# Undo (queues.api_undo): the kept actions, and putting one back.
+UNDOABLE: JSON = obj(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "created": TIME,
+        "user": {"type": "string"},
+        "action": {"enum": ["delete", "move", "retry"]},
+        "scope": {"type": "string", "description": "the prefix of every queue it touched"},
+        "forced": FLAG,
+        "remaining": BIG_COUNT,
+        "undone": {**TIME, "type": ["string", "null"]},
+    },
+    ["id", "created", "user", "action", "scope", "forced", "remaining", "undone"],
+)
+UNDO_PATHS: JSON = {
+    "/undoable": {
+        "get": operation(
+            "The latest deletions, moves and retries kept for undo, over queues the token reads",
+            answer(
+                "Undoable actions, newest first",
+                obj({"undoable": {"type": "array", "items": UNDOABLE}}, ["undoable"]),
+            ),
+            parameters=[query("limit", COUNT, "at most this many (0: 50; at most 200)")],
+        )
+    },
+    "/undo": {
+        "post": with_responses(
+            operation(
+                "Put back what an action deleted, moved or retried, up to 5,000 tasks a call",
+                answer(
+                    "What was put back, what was left out and why, and how many remain",
+                    obj(
+                        {
+                            "done": {"type": "array", "items": ref("TaskID")},
+                            "conflicts": {
+                                "type": "array",
+                                "items": {
+                                    "allOf": [
+                                        ref("TaskID"),
+                                        obj({"why": {"type": "string"}}, ["why"]),
+                                    ]
+                                },
+                            },
+                            "remaining": BIG_COUNT,
+                        },
+                        ["done", "conflicts", "remaining"],
+                    ),
+                ),
+                403,
+                404,
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": obj({"undoable": {**BIG_COUNT, "minimum": 1}}, ["undoable"])
+                        }
+                    },
+                },
+                description="Needs insert (a delete), change (a move) or insert and delete "
+                "(a retry) over every queue it touched, and the force permission for an "
+                "action on held tasks; audited under the token's user. Call again while "
+                "remaining is over 0.",
+            ),
+            **{"409": answer("A bulk run of the action is still running", ref("Error"))},
+        )
+    },
+}
+
 
 def document(server: str) -> JSON:
     """Return the OpenAPI document, with ``server`` as the API's base URL."""
@@ -592,5 +661,6 @@ def document(server: str) -> JSON:
             },
             **WORKER_PATHS,
             **PAUSE_PATHS,
+            **UNDO_PATHS,
         },
     }

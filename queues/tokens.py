@@ -77,10 +77,15 @@ def allows(token: ApiToken, action: str, queue: str) -> bool:
     A pattern (``billing/*``, ``*``) is every queue under its prefix: the token needs
     the action on all of them, so a grant's prefix must start the pattern's.
     """
+    return allows_under(token, action, _area(queue))
+
+
+def allows_under(token: ApiToken, action: str, prefix: str) -> bool:
+    """Return whether ``token`` may do ``action`` on every queue that starts with
+    ``prefix`` (and its user still may)."""
     if not _user_may(token.user, action):
         return False
-    area = _area(queue)
-    return any(area.startswith(g.prefix) and action in g.actions for g in grants_of(token))
+    return any(prefix.startswith(g.prefix) and action in g.actions for g in grants_of(token))
 
 
 def sees(token: ApiToken, queue: str) -> bool:
