@@ -34,7 +34,7 @@ class HttpBeats:
         body = beat_body(worker, pulse)
         if exited:
             body["exited"] = True
-        return self._api._call("POST", "/workers/beat", body=body)
+        return self._api.call("POST", "/workers/beat", body=body)
 
 
 def beat_body(worker: Announcement, pulse: Pulse) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class HTTPBackend(Backend):
         """Return the token's user, name, claimant ID and grants (asked once)."""
         with self._whoami_lock:
             if self._whoami is None:
-                self._whoami = self._call("GET", "/whoami")
+                self._whoami = self.call("GET", "/whoami")
             return self._whoami
 
     def bound_claimant(self) -> uuid.UUID:
@@ -215,7 +215,7 @@ class HTTPBackend(Backend):
         body["wait"] = wait
         if query.limit > 1:
             body["limit"] = min(query.limit, CLAIMS_PER_REQUEST)
-        answer = self._call("POST", "/claim", body=body, read_timeout=wait + self.timeout)
+        answer = self.call("POST", "/claim", body=body, read_timeout=wait + self.timeout)
         if "tasks" in answer:
             return [wire.decode_task(t, "tasks") for t in answer["tasks"]]
         task = answer.get("task")
@@ -223,7 +223,7 @@ class HTTPBackend(Backend):
 
     def modify(self, mod: Modification) -> tuple[list[Task], list[Task]]:
         self._check_claimant(mod.claimant)
-        return _modified(mod, self._call("POST", "/modify", body=wire.encode_modification(mod)))
+        return _modified(mod, self.call("POST", "/modify", body=wire.encode_modification(mod)))
 
     def modify_each(self, mods: Sequence[Modification]) -> list[ModifyOutcome]:
         """Apply each modification on its own, up to 1,000 a request (see
@@ -234,7 +234,7 @@ class HTTPBackend(Backend):
             for mod in batch:
                 self._check_claimant(mod.claimant)
             body = {"modifications": [wire.encode_modification(m) for m in batch]}
-            answer = self._call("POST", "/modify/each", body=body)
+            answer = self.call("POST", "/modify/each", body=body)
             for mod, outcome in zip(batch, answer["outcomes"], strict=True):
                 outcomes.append(_outcome(mod, outcome))
         return outcomes
@@ -303,29 +303,29 @@ class HTTPBackend(Backend):
         for name, bound in (("after", query.after), ("before", query.before)):
             if bound is not None:
                 params[name] = wire.encode_bound(*bound)
-        answer = self._call("GET", "/tasks", params=params)
+        answer = self.call("GET", "/tasks", params=params)
         following = answer.get("next")
         if following is not None and not isinstance(following, dict):
             raise BackendUnavailable(f"GET {self.base_url}/tasks: next is not an object")
         return [wire.decode_task(t, "tasks") for t in answer["tasks"]], following
 
     def queue_stats(self, query: QueuesQuery) -> dict[str, QueueStat]:
-        answer = self._call("GET", "/stats", params=_queue_params(query))
+        answer = self.call("GET", "/stats", params=_queue_params(query))
         return {name: wire.decode_stat(name, raw) for name, raw in answer["stats"].items()}
 
     def queues(self, query: QueuesQuery) -> dict[str, int]:
-        answer = self._call("GET", "/queues", params=_queue_params(query))
+        answer = self.call("GET", "/queues", params=_queue_params(query))
         return {str(name): int(size) for name, size in answer["queues"].items()}
 
     def time(self) -> datetime:
-        return wire.decode_time(self._call("GET", "/time")["time"], "time")
+        return wire.decode_time(self.call("GET", "/time")["time"], "time")
 
     def pause(self, pauses: Sequence[Pause]) -> list[Pause]:
-        answer = self._call("POST", "/pause", body={"queues": [str(p) for p in pauses]})
+        answer = self.call("POST", "/pause", body={"queues": [str(p) for p in pauses]})
         return parse_all(answer["changed"])
 
     def resume(self, pauses: Sequence[Pause]) -> list[Pause]:
-        answer = self._call("POST", "/resume", body={"queues": [str(p) for p in pauses]})
+        answer = self.call("POST", "/resume", body={"queues": [str(p) for p in pauses]})
         return parse_all(answer["changed"])
 
     def paused(self) -> list[Pause]:
@@ -334,7 +334,7 @@ class HTTPBackend(Backend):
                 Pause.parse(item["queue"]),
                 since=None if item["since"] is None else wire.decode_time(item["since"], "since"),
             )
-            for item in self._call("GET", "/paused")["paused"]
+            for item in self.call("GET", "/paused")["paused"]
         ]
 
     def close(self) -> None:
@@ -351,7 +351,7 @@ class HTTPBackend(Backend):
 
     # Transport.
 
-    def _call(
+    def call(
         self,
         method: str,
         path: str,
@@ -360,6 +360,12 @@ class HTTPBackend(Backend):
         params: dict[str, Any] | None = None,
         read_timeout: float | None = None,
     ) -> Any:
+        """Send ``body`` (JSON) to the API's ``path`` on the backend's pooled
+        connections, and return the JSON answer; raise what an error status means.
+
+        Reads are retried; anything else only when the request never left. Besides
+        the backend's own operations, the site's other endpoints (a worker's beats).
+        """
         url = self.base_url + path
         if params:
             url += "?" + urlencode(params, doseq=True)
