@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from queues import entroq
@@ -758,3 +758,29 @@ def test_prefix_stats_read_a_range_of_the_index(eq: EntroQ) -> None:
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("RESET enable_seqscan")
     assert "Index Cond: (((queue)::text >= 'q1/'::text) AND ((queue)::text < 'q10'::text))" in plan
+
+
+@pytest.mark.postgres
+def test_under_a_language_s_collation_a_prefix_claim_probes_queues_not_rows(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from queues.entroq.django_backend import postgresql
+
+    # As on a database whose queue column sorts by a language's rules: no ranges.
+    monkeypatch.setitem(postgresql._collations, DEFAULT_DB_ALIAS, False)
+    eq.modify(*(entroq.inserting_into(q) for q in ["jobs/a", "jobs/b", "jobs/b/err", "jobsx", "a"]))
+
+    claimed = eq.try_claim_many("jobs/*", limit=10, duration=60)
+
+    assert sorted(t.queue for t in claimed) == ["jobs/a", "jobs/b"]
+    sql = postgresql.claim_statement(0, 10, (None,))
+    assert "DISTINCT" not in sql, "no scan of the table's rows"
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN " + sql,
+            {"lo0": "jobs/", "claimant": uuid.uuid4(), "duration": 1.0},
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "Seq Scan on entroq_task" not in plan

@@ -93,13 +93,15 @@ _UNDER = f"""under{{i}}(name) AS (
         SELECT (SELECT min(queue) FROM {TASK_TABLE} WHERE queue > under{{i}}.name {{below}})
         FROM under{{i}} WHERE under{{i}}.name IS NOT NULL
     )"""
-# Elsewhere (a language's collation), the queues under it by a scan.
-_UNDER_SCANNED = (
-    f"under{{i}}(name) AS (SELECT DISTINCT queue FROM {TASK_TABLE} WHERE "
-    + STARTS_WITH.format(text="queue", start="%(lo{i})s")
-    + ")"
-)
-
+# Elsewhere (a language's collation, where a prefix is no range), every queue by the
+# same skip, kept when it starts with the prefix: a probe a queue of the table, never
+# a scan of its rows.
+_UNDER_SKIPPED = f"""under{{i}}(name) AS (
+        SELECT min(queue) FROM {TASK_TABLE}
+        UNION ALL
+        SELECT (SELECT min(queue) FROM {TASK_TABLE} WHERE queue > under{{i}}.name)
+        FROM under{{i}} WHERE under{{i}}.name IS NOT NULL
+    )"""
 # A claim over a prefix leaves out the outcome queues under it (see ``is_outcome``).
 _NOT_OUTCOME = " AND ".join(
     f"right(name, {len(suffix)}) <> '{suffix}'" for suffix in OUTCOME_SUFFIXES
@@ -111,9 +113,9 @@ def claim_statement(queues: int, limit: int = 1, prefixes: tuple[bool | None, ..
     """Return the statement that claims up to ``limit`` tasks of ``queues`` queues,
     given as ``%(q0)s``, ``%(q1)s``..., and of the queues under ``prefixes``, given as
     ``%(lo0)s`` (and ``%(hi0)s`` where the prefix is ``True``: a range with an upper
-    bound; ``False``: a range without; ``None``: not a range, see ``_UNDER_SCANNED``)."""
+    bound; ``False``: a range without; ``None``: not a range, see ``_UNDER_SKIPPED``)."""
     return _CLAIM.format(
-        recursive="RECURSIVE " if any(p is not None for p in prefixes) else "",
+        recursive="RECURSIVE " if prefixes else "",
         named=named_queues(queues, prefixes),
         limit=limit,
         # Enough candidates a queue to fill a batch from one queue, and never fewer
@@ -132,12 +134,14 @@ def named_queues(queues: int, prefixes: tuple[bool | None, ...]) -> str:
         parts.append(f"given(name) AS (VALUES {values})")
         selects.append("SELECT name FROM given")
     for i, ranged in enumerate(prefixes):
+        kept = f"name IS NOT NULL AND {_NOT_OUTCOME}"
         if ranged is None:
-            parts.append(_UNDER_SCANNED.format(i=i))
+            parts.append(_UNDER_SKIPPED.format(i=i))
+            kept += " AND " + STARTS_WITH.format(text="name", start=f"%(lo{i})s")
         else:
             below = f"AND queue < %(hi{i})s" if ranged else ""
             parts.append(_UNDER.format(i=i, below=below))
-        selects.append(f"SELECT name FROM under{i} WHERE name IS NOT NULL AND {_NOT_OUTCOME}")
+        selects.append(f"SELECT name FROM under{i} WHERE {kept}")
     parts.append(f"named(name) AS ({' UNION '.join(selects)})")
     return ", ".join(parts)
 
@@ -371,8 +375,8 @@ class PostgresDialect(Dialect):
             if not found:
                 logger.warning(
                     "entroq: the task table's queue column collates as %s, so queue "
-                    'prefixes are matched by a scan; ALTER its COLLATE to "C" to make '
-                    "them ranges of the index",
+                    "prefixes are matched by a scan (claims over a prefix probe every "
+                    'queue); ALTER its COLLATE to "C" to make them ranges of the index',
                     collate,
                 )
             _collations[self.using] = found
@@ -459,7 +463,7 @@ class PostgresDialect(Dialect):
         names, prefixes = split_patterns(queues)
         params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(names)}
         shapes = self.prefix_params(prefixes, params)
-        recursive = "RECURSIVE " if any(p is not None for p in shapes) else ""
+        recursive = "RECURSIVE " if shapes else ""
         rows = self.execute(
             f"""WITH {recursive}{named_queues(len(names), shapes)}
                 SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
