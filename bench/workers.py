@@ -8,7 +8,9 @@ vacuumed before its run):
   automatic preparation, one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``
   claim and one ``DELETE`` a task, on a table ``t`` of its own (issue 13);
 - ``manage.py eqworker --handler bench.handlers.noop --batch``, and the same with
-  ``--prefetch 10`` (shown as n/a while eqworker has no such option);
+  ``--prefetch 10`` (shown as n/a while eqworker has no such option), and the same
+  again with 100 other queues paused (50 by name, 50 by prefix), what every claim
+  checks its queue against (issue 14: within 5 %);
 - the same two through the HTTP API (``eqworker --url BASE``, the token in
   ``ENTROQ_TOKEN``): BASE is gunicorn serving the site on the same cluster, started
   once for the run when these rows are chosen; their client CPU is the eqworker
@@ -209,11 +211,14 @@ DJANGO_TASKS = ("--django-tasks", "--backend", "entroq", "--queue-name", QUEUE)
 PREFETCH = ("--prefetch", "10")
 HTTP = "eqworker --url"  # the in-process eqworker through the HTTP API
 HTTP_PREFETCH = "eqworker --url --prefetch 10"
+PAUSED = "eqworker, 100 other queues paused"
+PAUSES = 100
 
 CONTENDERS = [
     Contender("raw psycopg, standard loop", "standard", {"kind": "standard"}),
     Contender("eqworker", "entroq", eqworker(*HANDLER)),
     Contender("eqworker --prefetch 10", "entroq", eqworker(*HANDLER, *PREFETCH), ("--prefetch",)),
+    Contender(PAUSED, "entroq-paused", eqworker(*HANDLER)),
     # drain() adds --url and the server's address to the command.
     Contender(HTTP, "entroq", eqworker(*HANDLER), ("--url",), http=True),
     Contender(
@@ -255,6 +260,7 @@ REFERENCE = CONTENDERS[0].name
 LEFT = {
     "standard": "SELECT count(*) FROM t",
     "entroq": "SELECT count(*) FROM entroq_task",
+    "entroq-paused": "SELECT count(*) FROM entroq_task",
     "pgqueuer": "SELECT count(*) FROM pgqueuer",
     "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
     "django-tasks-db": (
@@ -440,9 +446,16 @@ def fill(bench: Bench, queue: str) -> None:
             "'{}'::bytea, 0 FROM generate_series(1, %s)",
             (QUEUE, count),
         )
-    elif queue in ("entroq", "django-tasks"):
-        conn.execute("TRUNCATE entroq_task")
-        if queue == "entroq":
+    elif queue in ("entroq", "entroq-paused", "django-tasks"):
+        conn.execute("TRUNCATE entroq_task, entroq_paused")
+        if queue == "entroq-paused":
+            conn.execute(
+                "INSERT INTO entroq_paused (name, prefix, paused_at) "
+                "SELECT 'other/' || i || CASE WHEN i %% 2 = 0 THEN '/' ELSE '' END, "
+                "i %% 2 = 0, now() FROM generate_series(1, %s) AS i",
+                (PAUSES,),
+            )
+        if queue in ("entroq", "entroq-paused"):
             insert_tasks(bench.url, count)
         else:
             rate = enqueue_django_tasks(bench.url, "entroq_noop", count)
@@ -639,7 +652,7 @@ def report_enqueue(enqueues: dict[str, list[float]], tasks: int) -> None:
 
 
 def report_targets(results: dict[str, Run | None], enqueues: dict[str, list[float]]) -> None:
-    """The targets of issue 13, as ratios measured in this run."""
+    """The targets of issues 13 and 14, as ratios measured in this run."""
 
     def rate(name: str) -> float | None:
         run = results.get(name)
@@ -648,6 +661,7 @@ def report_targets(results: dict[str, Run | None], enqueues: dict[str, list[floa
     enqueue = {k: statistics.median(v) for k, v in enqueues.items()}
     targets: list[tuple[str, float | None, float | None, float]] = [
         ("eqworker / raw loop", rate("eqworker"), rate(REFERENCE), 0.85),
+        (f"{PAUSED} / eqworker (issue 14)", rate(PAUSED), rate("eqworker"), 0.95),
         (
             "eqworker --prefetch 10 / pgqueuer batch 10",
             rate("eqworker --prefetch 10"),
@@ -676,7 +690,7 @@ def report_targets(results: dict[str, Run | None], enqueues: dict[str, list[floa
             2.0,
         ),
     ]
-    print("\nTargets of issue 13 (W = 2), ratios of this run")
+    print("\nTargets of issues 13 and 14 (W = 2), ratios of this run")
     for label, ours, theirs, target in targets:
         if ours is None or theirs is None:
             print(f"  {label:<{TARGET}} {'n/a':>6}   target {target:.2f}")
