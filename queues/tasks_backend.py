@@ -82,11 +82,12 @@ class EntroQBackend(BaseTaskBackend):
         ``QUEUES`` empty (any name), every queue under the prefix.
 
         Raise ``ValueError`` if the prefix does not end with ``/`` then: claims over a
-        prefix take whole path segments (``billing/*``).
+        prefix take whole path segments (``billing/*``), and an empty prefix would be
+        every queue of the store, other applications' included.
         """
         if self.queues:
             return [self.queue_for(name) for name in sorted(self.queues)]
-        if self.prefix and not self.prefix.endswith("/"):
+        if not self.prefix.endswith("/"):
             raise ValueError(
                 f"QUEUE_PREFIX {self.prefix!r} does not end with '/': give QUEUES, "
                 "or a prefix that does, to serve any queue name"

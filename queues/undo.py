@@ -47,6 +47,7 @@ from queues.entroq import (
     deleting,
     inserting,
     inserting_into,
+    Modification,
     new_modification,
     ops,
 )
@@ -67,6 +68,7 @@ PRUNE_CHUNK = 1000
 PRUNE_TASK_ID = uuid.UUID("6b1f5c1e-0d0a-4e55-9d6f-756e646f0001")
 PRUNE_VALUE = b"prune kept deletions"
 TAKEN_AGAIN = "its ID has been taken again"
+REFUSED_NOW = "the store refuses it now: {}"
 # A message's extra tags that offer an undo: this, then the undoable action's ID.
 OFFER_TAG = "undo "
 
@@ -100,26 +102,43 @@ class Keeping(EntroQ):
         self, *args: ModifyArg, claimant: uuid.UUID | None = None
     ) -> tuple[list[Task], list[Task]]:
         mod = new_modification(claimant, *args)
-        with transaction.atomic():
-            inserted, changed = super().modify(*args, claimant=claimant)
-            replacements = {task.id: task for task in inserted}
-            rows = [self._deleted(deleted, replacements) for deleted in mod.deletes]
-            rows += [
-                self._moved(task)
-                for task in changed
-                if task.id in self._seen and task.queue != self._seen[task.id].queue
-            ]
-            if rows:
-                self._count(rows)
-                for group in by_bytes(rows, lambda row: row.size):
-                    KeptTask.objects.bulk_create(group)
-                if not self._pruning_scheduled:  # kept moves are pruned too
-                    self._schedule_pruning()
+        undoable = self.undoable
+        before = (undoable.pk, undoable.scope, undoable.left, undoable.left_bytes)
+        scheduled = self._pruning_scheduled
+        try:
+            with transaction.atomic():
+                inserted, changed, rows = self._modify_keeping(mod, args, claimant)
+        except BaseException:
+            # Rolled back: the undoable action is as it was (not saved, if it was new).
+            undoable.pk, undoable.scope, undoable.left, undoable.left_bytes = before
+            undoable._state.adding = undoable.pk is None
+            self._pruning_scheduled = scheduled
+            raise
         self.kept += len(rows)
         # What is done is no longer needed: a clear of millions keeps a chunk in memory.
         for done in [*(d.id for d in mod.deletes), *(t.id for t in changed)]:
             self._seen.pop(done, None)
         return inserted, changed
+
+    def _modify_keeping(
+        self, mod: Modification, args: tuple[ModifyArg, ...], claimant: uuid.UUID | None
+    ) -> tuple[list[Task], list[Task], list[KeptTask]]:
+        """Make the modification and keep what it deletes and moves (in a transaction)."""
+        inserted, changed = super().modify(*args, claimant=claimant)
+        replacements = {task.id: task for task in inserted}
+        rows = [self._deleted(deleted, replacements) for deleted in mod.deletes]
+        rows += [
+            self._moved(task)
+            for task in changed
+            if task.id in self._seen and task.queue != self._seen[task.id].queue
+        ]
+        if rows:
+            self._count(rows)
+            for group in by_bytes(rows, lambda row: row.size):
+                KeptTask.objects.bulk_create(group)
+            if not self._pruning_scheduled:  # kept moves are pruned too
+                self._schedule_pruning()
+        return inserted, changed, rows
 
     def _deleted(self, deleted: TaskID, replacements: dict[uuid.UUID, Task]) -> KeptTask:
         task = self._seen.get(deleted.id)
@@ -368,7 +387,7 @@ def _put_back(eq: EntroQ, rows: list[KeptTask], result: UndoResult) -> None:
     if retried:
         left.update(_unretry(eq, retried))
     for row in rows:
-        result.queues.add(row.queue)
+        result.queues.update(q for q in (row.queue, row.moved_to) if q)
         row.detail = left.get(row.task_id, "")
         row.state = KeptTask.State.CONFLICT if row.detail else KeptTask.State.RESTORED
         if row.state == KeptTask.State.RESTORED:
@@ -398,6 +417,16 @@ def _insert_again(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
             for taken in error.inserts:
                 data.pop(taken.id, None)
                 left[taken.id] = TAKEN_AGAIN
+        except ValueError:
+            # One of them is refused now (a value over a lowered limit): one by one.
+            for task_id, item in data.items():
+                try:
+                    eq.modify(inserting(item))
+                except DependencyError:
+                    left[task_id] = TAKEN_AGAIN
+                except ValueError as refused:
+                    left[task_id] = REFUSED_NOW.format(refused)
+            break
     return left
 
 
@@ -437,7 +466,7 @@ def _unretry(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
     try:
         eq.modify(*(arg for row in rows for arg in swap(row)))
         return {}
-    except DependencyError:
+    except (DependencyError, ValueError):
         pass  # one by one, to say which
     left: dict[uuid.UUID, str] = {}
     for row in rows:
@@ -449,6 +478,8 @@ def _unretry(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
                 if error.inserts
                 else f"its retried task {row.replaced_by} has run or changed since"
             )
+        except ValueError as refused:
+            left[row.task_id] = REFUSED_NOW.format(refused)
     return left
 
 
@@ -483,7 +514,8 @@ def work_pruning(task: Task) -> list[ModifyArg]:
 
 @dataclass(frozen=True)
 class KeptSummary:
-    """How much is kept for undo: deleted tasks and their bytes, and moved tasks."""
+    """How much is kept for undo: deleted tasks, the bytes kept (theirs, and those of
+    the error-queue tasks retries replaced), and moved or retried tasks."""
 
     deleted: int
     bytes: int

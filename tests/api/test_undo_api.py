@@ -122,3 +122,11 @@ def test_undo_of_a_bulk_run_still_running_is_409(api: Api, superuser: User) -> N
 
     assert response.status_code == 409
     assert "still running" in response.json()["message"]
+
+
+def test_a_scope_that_differs_only_in_case_is_not_seen(make_api: Callable[..., Api]) -> None:
+    secret = kept("delete", fill("BILLING/secret"))
+    api = make_api("billing/=read,insert")
+
+    assert api.get("undoable").json()["undoable"] == []
+    assert api.post("undo", {"undoable": secret.pk}).status_code == 404

@@ -85,3 +85,14 @@ def test_a_prefix_claim_skips_the_paused_queues_under_it(eq: EntroQ) -> None:
     eq.pause("jobs/*")
     eq.resume("jobs/b")
     assert eq.try_claim("jobs/*") is None, "the prefix pause holds jobs/b too"
+
+
+def test_an_outcome_queue_does_not_wake_a_claim_over_its_prefix() -> None:
+    from queues.entroq.backend import Notifier
+
+    notifier = Notifier()
+    with notifier.subscribe(["jobs/*"]) as event:
+        notifier.notify(["jobs/a/err", "jobs/a/done"])
+        assert not event.is_set(), "a failure or a result is nothing to claim"
+        notifier.notify(["jobs/a"])
+        assert event.is_set()

@@ -320,22 +320,6 @@ def test_with_queues_empty_a_queue_name_that_reads_as_results_is_refused() -> No
     tasks.add.using(queue_name="x/errands").enqueue(1, 1)
 
 
-def test_with_queues_empty_a_prefix_without_a_slash_is_refused() -> None:
-    with (
-        override_settings(
-            TASKS={
-                "default": {
-                    "BACKEND": "queues.tasks_backend.EntroQBackend",
-                    "QUEUES": [],
-                    "OPTIONS": {"QUEUE_PREFIX": "tasks-"},
-                }
-            }
-        ),
-        pytest.raises(CommandError, match="does not end with '/'"),
-    ):
-        work_off()
-
-
 def test_a_task_that_cannot_be_run_fails_without_stopping_the_worker(eq: EntroQ) -> None:
     [gone], _ = eq.modify(
         entroq.inserting_into(
@@ -353,3 +337,22 @@ def test_a_task_that_cannot_be_run_fails_without_stopping_the_worker(eq: EntroQ)
     assert failed[gone.id].err.startswith("cannot run: ")
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(str(damaged.id))
+
+
+@pytest.mark.parametrize("prefix", ["", "tasks-"])
+def test_with_queues_empty_a_prefix_that_is_not_a_path_is_refused(prefix: str) -> None:
+    tasks_setting = {
+        "BACKEND": "queues.tasks_backend.EntroQBackend",
+        "QUEUES": [],
+        "OPTIONS": {"QUEUE_PREFIX": prefix},
+    }
+    with (
+        override_settings(TASKS={"default": tasks_setting}),
+        pytest.raises(CommandError, match="does not end with '/'"),
+    ):
+        work_off()
+
+
+def test_a_queue_of_results_is_not_served() -> None:
+    with pytest.raises(CommandError, match="is a queue of results"):
+        call_command("eqworker", "--django-tasks", "--queue-name", "x/done", "--batch")

@@ -366,3 +366,28 @@ def test_common_prefix() -> None:
     assert undo.common_prefix(["billing/a", "billing/b/err", "billing/"]) == "billing/"
     assert undo.common_prefix(["a", "b"]) == ""
     assert undo.common_prefix(["only"]) == "only"
+
+
+def test_a_keeping_rolled_back_leaves_its_action_as_it_was(
+    eq: EntroQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = insert(eq), insert(eq)
+    keeping = undo.begin(eq, "delete", username="tester")
+    assert keeping is not None
+    keeping.tasks(ids=[first.id, second.id])
+    create = KeptTask.objects.bulk_create
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(KeptTask.objects, "bulk_create", broken)
+    with pytest.raises(RuntimeError):
+        keeping.modify(first.as_deletion())
+    monkeypatch.setattr(KeptTask.objects, "bulk_create", create)
+
+    assert not Undoable.objects.exists()
+    assert len(eq.tasks("jobs")) == 2, "the deletion was rolled back with its keeping"
+    keeping.modify(second.as_deletion())
+    undoable = keeping.finish()
+    assert undoable is not None
+    assert (undoable.left, Undoable.objects.get().left) == (1, 1)

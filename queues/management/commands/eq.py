@@ -397,7 +397,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"kept: {summary.deleted} deleted tasks ({summary.bytes} bytes), "
-            f"{summary.moved} moves, for {summary.hours:g} hours"
+            f"{summary.moved} moved or retried, for {summary.hours:g} hours"
         )
 
     # Helpers.

@@ -271,6 +271,7 @@ class Command(BaseCommand):
         from django.tasks import task_backends
         from django.tasks.exceptions import InvalidTaskBackend
 
+        from queues.entroq.pauses import is_outcome
         from queues.tasks_backend import EntroQBackend
 
         if options["handler"] or options["queue"]:
@@ -287,6 +288,9 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(f"TASKS[{options['backend']!r}]: {exc}") from exc
+        results = [q for q in queues if is_outcome(q)]
+        if results:
+            raise CommandError(f"{results[0]} is a queue of results, not of tasks to run")
         options["handler"] = f"django.tasks on {options['backend']!r}"
         return backend.run, queues, backend.client
 
