@@ -40,6 +40,7 @@ from queues.conf import app_settings
 from queues.entroq import (
     DependencyError,
     EntroQ,
+    Modification,
     ModifyArg,
     Task,
     TaskData,
@@ -47,7 +48,6 @@ from queues.entroq import (
     deleting,
     inserting,
     inserting_into,
-    Modification,
     new_modification,
     ops,
 )
