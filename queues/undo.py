@@ -234,11 +234,15 @@ def begin(
         return None
     undoable = Undoable(
         user_id=user.pk if user is not None and user.is_authenticated else None,
-        username=username or (user.get_username() if user is not None else ""),
+        username=_who(user, username),
         action=action,
         forced=forced,
     )
     return Keeping(eq, undoable)
+
+
+def _who(user: AbstractBaseUser | AnonymousUser | None, username: str) -> str:
+    return username or (user.get_username() if user is not None else "")
 
 
 def for_run(eq: EntroQ, run: BulkRun) -> Keeping | None:
@@ -362,7 +366,7 @@ def undo(
                 left=F("left") - len(rows), left_bytes=F("left_bytes") - sum(r.size for r in rows)
             )
     result.remaining = pending(undoable)
-    who = username or (user.get_username() if user is not None else "")
+    who = _who(user, username)
     Undoable.objects.filter(pk=undoable.pk).update(undone=timezone.now(), undone_by=who)
     bulk_result = ops.BulkResult(result.done, result.conflicts, result.queues)
     origin = f"audit entry #{undoable.entry_id}" if undoable.entry_id else f"#{undoable.pk}"
@@ -398,14 +402,14 @@ def _put_back(eq: EntroQ, rows: list[KeptTask], result: UndoResult) -> None:
     KeptTask.objects.bulk_update(rows, ["state", "detail", "value"])
 
 
+def _kept_data(row: KeptTask) -> TaskData:
+    """Return the task ``row`` kept, to insert again where it was, with its ID."""
+    return TaskData(row.queue, bytes(row.value), id=row.task_id, attempt=row.attempt, err=row.err)
+
+
 def _insert_again(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
     """Insert ``rows`` again with their IDs; return those whose ID is taken, and why."""
-    data = {
-        row.task_id: TaskData(
-            row.queue, bytes(row.value), id=row.task_id, attempt=row.attempt, err=row.err
-        )
-        for row in rows
-    }
+    data = {row.task_id: _kept_data(row) for row in rows}
     left: dict[uuid.UUID, str] = {}
     while data:
         try:
@@ -458,10 +462,7 @@ def _unretry(eq: EntroQ, rows: list[KeptTask]) -> dict[uuid.UUID, str]:
 
     def swap(row: KeptTask) -> list[ModifyArg]:
         assert row.replaced_by is not None  # only retries are unretried
-        again = TaskData(
-            row.queue, bytes(row.value), id=row.task_id, attempt=row.attempt, err=row.err
-        )
-        return [deleting(row.replaced_by, row.replaced_version), inserting(again)]
+        return [deleting(row.replaced_by, row.replaced_version), inserting(_kept_data(row))]
 
     try:
         eq.modify(*(arg for row in rows for arg in swap(row)))

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from .errors import ClaimTimeout, DependencyError
 from .modify import Modification
-from .pauses import EVERY_QUEUE_NOTE, Pause, is_outcome, split_patterns
+from .pauses import EVERY_QUEUE_NOTE, Pause, claimed_under, split_patterns
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task
 
 DEFAULT_CLAIM_DURATION = 30.0
@@ -144,7 +144,7 @@ class Notifier:
         with self._lock:
             events = [e for q in names for e in self._waiters.get(q, ())]
             for prefix, waiters in self._prefix_waiters.items():
-                if any(q.startswith(prefix) and not is_outcome(q) for q in names):
+                if any(claimed_under(q, [prefix]) for q in names):
                     events.extend(waiters)
         for event in events:
             event.set()

@@ -22,7 +22,7 @@ from .backend import (
 )
 from .errors import DependencyError
 from .modify import Modification, inserted_task
-from .pauses import Pause, check_pause_count, is_outcome, split_patterns, unpaused
+from .pauses import Pause, check_pause_count, claimed_under, split_patterns, unpaused
 from .tasks import DEFAULT_MAX_VALUE_BYTES, QueueStat, Task, utcnow
 
 
@@ -197,11 +197,7 @@ class MemoryBackend(Backend):
         """Return the queues ``queues`` name (prefixes included) that no pause covers."""
         names, prefixes = split_patterns(queues)
         if prefixes:
-            names += [
-                q
-                for q in self._queues
-                if any(q.startswith(p) for p in prefixes) and not is_outcome(q)
-            ]
+            names += [q for q in self._queues if claimed_under(q, prefixes)]
         return unpaused(list(dict.fromkeys(names)), self._paused)
 
     def pause(self, pauses: Sequence[Pause]) -> list[Pause]:

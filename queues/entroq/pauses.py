@@ -85,6 +85,11 @@ def is_outcome(queue: str) -> bool:
     return queue.endswith(OUTCOME_SUFFIXES)
 
 
+def claimed_under(queue: str, prefixes: Iterable[str]) -> bool:
+    """Return whether a claim over ``prefixes`` takes tasks of ``queue``."""
+    return not is_outcome(queue) and any(queue.startswith(p) for p in prefixes)
+
+
 def check_claim_patterns(queues: Iterable[str]) -> None:
     """Raise ``ValueError`` if ``queues`` name more prefixes than a claim may."""
     _, prefixes = split_patterns(queues)

@@ -84,22 +84,16 @@ _CLAIM = f"""
     RETURNING {", ".join("t." + c for c in COLUMNS.split(", "))}
 """
 # The queues under prefix ``i`` that have tasks, found by skipping through the index
-# from one name to the next (an index probe a queue, however many tasks each holds):
-# with a code-point collation a prefix is the range [low, high); ``{{below}}`` is
-# ``AND queue < %(hi<i>)s``, or nothing when no name is above the range.
+# from one name to the next (an index probe a queue, however many tasks each holds).
+# With a code-point collation a prefix is the range [low, high): ``{{start}}`` is
+# ``WHERE queue >= %(lo<i>)s`` and ``{{below}}`` ``AND queue < %(hi<i>)s`` (or nothing
+# when no name is above the range). Elsewhere (a language's collation, where a prefix
+# is no range) both are empty: every queue of the table, kept when it starts with the
+# prefix (see ``named_queues``); a probe a queue, never a scan of the table's rows.
 _UNDER = f"""under{{i}}(name) AS (
-        SELECT min(queue) FROM {TASK_TABLE} WHERE queue >= %(lo{{i}})s {{below}}
+        SELECT min(queue) FROM {TASK_TABLE} {{start}} {{below}}
         UNION ALL
         SELECT (SELECT min(queue) FROM {TASK_TABLE} WHERE queue > under{{i}}.name {{below}})
-        FROM under{{i}} WHERE under{{i}}.name IS NOT NULL
-    )"""
-# Elsewhere (a language's collation, where a prefix is no range), every queue by the
-# same skip, kept when it starts with the prefix: a probe a queue of the table, never
-# a scan of its rows.
-_UNDER_SKIPPED = f"""under{{i}}(name) AS (
-        SELECT min(queue) FROM {TASK_TABLE}
-        UNION ALL
-        SELECT (SELECT min(queue) FROM {TASK_TABLE} WHERE queue > under{{i}}.name)
         FROM under{{i}} WHERE under{{i}}.name IS NOT NULL
     )"""
 # A claim over a prefix leaves out the outcome queues under it (see ``is_outcome``).
@@ -113,7 +107,7 @@ def claim_statement(queues: int, limit: int = 1, prefixes: tuple[bool | None, ..
     """Return the statement that claims up to ``limit`` tasks of ``queues`` queues,
     given as ``%(q0)s``, ``%(q1)s``..., and of the queues under ``prefixes``, given as
     ``%(lo0)s`` (and ``%(hi0)s`` where the prefix is ``True``: a range with an upper
-    bound; ``False``: a range without; ``None``: not a range, see ``_UNDER_SKIPPED``)."""
+    bound; ``False``: a range without; ``None``: not a range, see ``_UNDER``)."""
     return _CLAIM.format(
         recursive="RECURSIVE " if prefixes else "",
         named=named_queues(queues, prefixes),
@@ -136,11 +130,11 @@ def named_queues(queues: int, prefixes: tuple[bool | None, ...]) -> str:
     for i, ranged in enumerate(prefixes):
         kept = f"name IS NOT NULL AND {_NOT_OUTCOME}"
         if ranged is None:
-            parts.append(_UNDER_SKIPPED.format(i=i))
+            parts.append(_UNDER.format(i=i, start="", below=""))
             kept += " AND " + STARTS_WITH.format(text="name", start=f"%(lo{i})s")
         else:
             below = f"AND queue < %(hi{i})s" if ranged else ""
-            parts.append(_UNDER.format(i=i, below=below))
+            parts.append(_UNDER.format(i=i, start=f"WHERE queue >= %(lo{i})s", below=below))
         selects.append(f"SELECT name FROM under{i} WHERE {kept}")
     parts.append(f"named(name) AS ({' UNION '.join(selects)})")
     return ", ".join(parts)
@@ -419,19 +413,19 @@ class PostgresDialect(Dialect):
         return tasks[0] if tasks else None
 
     def claim_many(self, query: ClaimQuery) -> list[Task]:
-        names, prefixes = split_patterns(query.queues)
-        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(names)}
-        shapes = self.prefix_params(prefixes, params)
+        names, shapes, params = self.named_params(query.queues)
         params.update(claimant=query.claimant, duration=float(query.duration))
         cursor = self.hot_cursor()
-        cursor.execute(claim_statement(len(names), query.limit, shapes), params)
+        cursor.execute(claim_statement(names, query.limit, shapes), params)
         return [self.row_to_task(row) for row in cursor.fetchall()]
 
-    def prefix_params(self, prefixes: list[str], params: dict[str, Any]) -> tuple[bool | None, ...]:
-        """Put the bounds of ``prefixes`` in ``params``; return their shapes (see
-        ``claim_statement``)."""
+    def named_params(self, queues: Sequence[str]) -> tuple[int, tuple[bool | None, ...], Any]:
+        """Return how many queues ``queues`` names, the shapes of its prefixes, and the
+        parameters that give them (see ``named_queues``)."""
+        names, prefixes = split_patterns(queues)
+        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(names)}
         if not prefixes:
-            return ()
+            return len(names), (), params
         ranges = self.sorts_by_code_point()
         shapes: list[bool | None] = []
         for i, prefix in enumerate(prefixes):
@@ -443,7 +437,7 @@ class PostgresDialect(Dialect):
             if high is not None:
                 params[f"hi{i}"] = high
             shapes.append(high is not None)
-        return tuple(shapes)
+        return len(names), tuple(shapes), params
 
     def delete_many(
         self, targets: Sequence[TaskID], claimant: uuid.UUID | None
@@ -460,12 +454,10 @@ class PostgresDialect(Dialect):
         return {row[0]: row[1] for row in cursor.fetchall()}
 
     def seconds_until_arrival(self, queues: list[str]) -> float | None:
-        names, prefixes = split_patterns(queues)
-        params: dict[str, Any] = {f"q{i}": queue for i, queue in enumerate(names)}
-        shapes = self.prefix_params(prefixes, params)
+        names, shapes, params = self.named_params(queues)
         recursive = "RECURSIVE " if shapes else ""
         rows = self.execute(
-            f"""WITH {recursive}{named_queues(len(names), shapes)}
+            f"""WITH {recursive}{named_queues(names, shapes)}
                 SELECT EXTRACT(EPOCH FROM min(first.at) - statement_timestamp())
                 FROM named CROSS JOIN LATERAL (
                     SELECT at FROM {TASK_TABLE} WHERE queue = named.name ORDER BY at LIMIT 1

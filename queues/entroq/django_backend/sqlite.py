@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..backend import CLAIM_CANDIDATES, ClaimQuery, claim_in_turns
 from ..kinds import error_kind
 from ..modify import inserted_task
-from ..pauses import is_outcome, split_patterns
+from ..pauses import claimed_under, split_patterns
 from ..tasks import Task, TaskData, utcnow
 from .base import Dialect, notifier_for
 from .sql import COLUMNS, TASK_TABLE, not_paused, prefix_range
@@ -133,7 +133,7 @@ class SQLiteDialect(Dialect):
                 f"SELECT DISTINCT queue FROM {TASK_TABLE} WHERE queue >= %(low)s {below}",
                 {"low": low, "high": high},
             )
-            names += [row[0] for row in rows if not is_outcome(row[0])]
+            names += [row[0] for row in rows if claimed_under(row[0], [prefix])]
         return list(dict.fromkeys(names))
 
     def seconds_until_arrival(self, queues: list[str]) -> float | None:
